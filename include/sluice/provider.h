@@ -1,0 +1,62 @@
+/* provider.h — the adapter interface every provider implements.
+ *
+ * The gateway's internal form is the OpenAI wire format. An adapter turns
+ * the internal request into the provider's HTTP call, and the provider's
+ * reply — a complete body, an event stream read piece by piece, or an
+ * error — back into OpenAI form. Adapters never buffer a whole stream: each
+ * upstream event becomes zero or more OpenAI SSE events as it arrives. */
+#ifndef SLUICE_PROVIDER_H
+#define SLUICE_PROVIDER_H
+
+#include <curl/curl.h>
+#include <stdbool.h>
+
+#include "sluice/request.h"
+#include "sluice/sse.h"
+#include "sluice/util/buf.h"
+
+/* Owner: the upstream transfer that made it. */
+typedef struct provider_call {
+    const char *url;            /* request arena */
+    struct curl_slist *headers; /* freed with curl_slist_free_all */
+    char *body;                 /* malloc'ed */
+    size_t body_length;
+} provider_call_t;
+
+typedef struct provider_error {
+    int status;
+    const char *type;    /* request arena or static */
+    const char *code;    /* may be NULL */
+    const char *param;   /* may be NULL */
+    const char *message; /* request arena or static */
+} provider_error_t;
+
+enum { PROVIDER_EVENT_OK = 0, PROVIDER_EVENT_ERROR = 1, PROVIDER_EVENT_DONE = 2, PROVIDER_EVENT_FAILED = -1 };
+
+typedef struct provider_adapter {
+    const char *name;
+    /* Builds the HTTP call from request->body, ->upstream_model, ->provider. 0 or -1. */
+    int (*build_call)(request_t *request, provider_call_t *call);
+    /* Translates one upstream SSE event, appending OpenAI SSE bytes to out and
+     * recording usage in the request. Returns PROVIDER_EVENT_OK, _DONE (the
+     * stream's end marker was seen and forwarded), _ERROR (the upstream reported
+     * an error; out holds an OpenAI error event) or _FAILED (out of memory). */
+    int (*translate_event)(request_t *request, const sse_event_t *event, buf_t *out);
+    /* Translates a complete 2xx body. Sets *is_unchanged when body can be sent
+     * as is (out untouched). Records usage. Returns 0, or -1 when the body is not
+     * a valid response. */
+    int (*translate_response)(request_t *request, const char *body, size_t length, buf_t *out,
+                              bool *is_unchanged);
+    /* Maps a non-2xx reply to an OpenAI error with a faithful status. */
+    void (*translate_error)(request_t *request, long status, const char *body, size_t length,
+                            provider_error_t *error);
+} provider_adapter_t;
+
+const provider_adapter_t *provider_adapter_for(provider_type_t type);
+
+/* The path an endpoint has under an OpenAI-style base_url, e.g. "/chat/completions". */
+const char *provider_openai_path(endpoint_t endpoint);
+
+extern const provider_adapter_t provider_openai; /* providers/openai.c */
+
+#endif

@@ -1,0 +1,106 @@
+/* request.h — the request context and the replies the front end can send.
+ *
+ * One request_t exists per client request, created by the front end and
+ * passed through every pipeline stage. It owns everything allocated for the
+ * request: the arena, the parsed body, the pinned config snapshot and the
+ * upstream transfer. It is freed by pipeline_finish() once the response is
+ * complete or the client has gone.
+ *
+ * The reply functions are the only place an error becomes an HTTP status and
+ * an OpenAI-shaped body. They are safe to call after the client disconnected
+ * (they then do nothing but record the outcome for the log). */
+#ifndef SLUICE_REQUEST_H
+#define SLUICE_REQUEST_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sluice/config.h"
+#include "sluice/usage.h"
+#include "sluice/util/arena.h"
+
+struct evhttp_request;
+struct evhttp_connection;
+struct evbuffer;
+struct worker;
+struct upstream_transfer;
+
+typedef enum {
+    ENDPOINT_CHAT_COMPLETIONS,
+    ENDPOINT_COMPLETIONS,
+    ENDPOINT_EMBEDDINGS,
+    ENDPOINT_MODELS,
+} endpoint_t;
+
+/* Owner: the worker that accepted it; freed by pipeline_finish(). */
+typedef struct request {
+    struct worker *worker;
+    struct evhttp_request *http;         /* NULL once the client has gone */
+    struct evhttp_connection *connection; /* NULL once the client has gone */
+    config_t *config;                    /* pinned snapshot */
+    arena_t arena;
+    char id[32];
+    endpoint_t endpoint;
+    uint64_t start_us;
+    uint64_t first_byte_us; /* first response byte written to the client */
+    const char *user;       /* x-sluice-user header, else the body's "user" (arena) */
+    const char *feature;    /* x-sluice-feature header (arena) */
+    const char *tags;       /* x-sluice-tags header (arena) */
+
+    /* parse */
+    json_t *body;
+    size_t bytes_in;
+    size_t bytes_out;
+    const char *model; /* as the client named it */
+    bool is_stream;
+    bool client_wants_usage;
+
+    /* auth */
+    const key_config_t *key;
+
+    /* router */
+    const provider_config_t *provider;
+    const char *upstream_model;
+
+    /* upstream */
+    struct upstream_transfer *transfer;
+
+    /* outcome, for the client and the log */
+    int status;
+    const char *error_type;
+    const char *error_message; /* arena; never contains secrets */
+    usage_t usage;
+    double cost_usd;
+    bool is_priced;
+    bool has_replied;     /* a complete reply or stream end was sent */
+    bool is_streaming;    /* stream headers sent; more chunks to come */
+    bool is_client_gone;
+
+    /* pipeline position */
+    size_t next_stage;
+    size_t stages_entered;
+} request_t;
+
+request_t *request_new(struct worker *worker, struct evhttp_request *http, endpoint_t endpoint);
+/* Releases everything the request owns. Called by pipeline_finish(). */
+void request_free(request_t *request);
+
+/* Sends an OpenAI-shaped error: {"error":{"message","type","param","code"}}.
+ * param and code may be NULL. If a stream is already open, the error goes out
+ * as a final SSE event instead. */
+void request_reply_error(request_t *request, int status, const char *type, const char *code, const char *param,
+                         const char *format, ...) __attribute__((format(printf, 6, 7)));
+/* Sends a complete JSON response (body is copied). */
+void request_reply_json(request_t *request, int status, const char *body, size_t length);
+/* Adds a response header (before the reply starts). */
+void request_add_header(request_t *request, const char *name, const char *value);
+/* Streaming: start sends 200 + SSE headers; write sends one chunk; end closes. */
+void request_stream_start(request_t *request);
+void request_stream_write(request_t *request, const char *bytes, size_t length);
+void request_stream_end(request_t *request);
+/* Reads a request header, NULL when absent or when the client has gone. */
+const char *request_header(const request_t *request, const char *name);
+
+#endif

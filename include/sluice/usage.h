@@ -1,0 +1,23 @@
+/* usage.h — token usage and its cost. */
+#ifndef SLUICE_USAGE_H
+#define SLUICE_USAGE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "sluice/config.h"
+
+typedef struct usage {
+    bool is_known;
+    long prompt_tokens;
+    long completion_tokens;
+    long cached_tokens;
+    long reasoning_tokens;
+} usage_t;
+
+/* Reads an OpenAI "usage" object; leaves usage unchanged when it is not one. */
+void usage_from_openai(const json_t *usage_object, usage_t *usage);
+/* USD for usage at the model's configured price; sets *is_priced. */
+double usage_cost_usd(const config_t *config, const char *model, const usage_t *usage, bool *is_priced);
+
+#endif

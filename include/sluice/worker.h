@@ -1,0 +1,56 @@
+/* worker.h — one worker thread: an event loop that owns its connections.
+ *
+ * Each worker has its own event_base, evhttp front end on its own
+ * SO_REUSEPORT listening socket (the kernel spreads connections across
+ * workers), and upstream pool (a libcurl multi handle driven by the same
+ * loop). A request lives and dies on one worker, so nothing on the hot path
+ * takes a lock. */
+#ifndef SLUICE_WORKER_H
+#define SLUICE_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sluice/config.h"
+
+struct event_base;
+struct event;
+struct evhttp;
+struct evhttp_bound_socket;
+struct server;
+struct upstream_pool;
+
+/* Owner: server_t.workers. */
+typedef struct worker {
+    int index;
+    struct server *server;
+    pthread_t thread;
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket *bound;
+    int listen_fd;
+    struct upstream_pool *pool;
+    struct event *command_event; /* wakes the loop for commands from the main thread */
+    atomic_int pending_command;
+    atomic_long in_flight;       /* open requests, read by the main thread while draining */
+    bool is_draining;
+    uint64_t random_state;
+    uint64_t request_counter;
+} worker_t;
+
+enum { WORKER_COMMAND_NONE, WORKER_COMMAND_DRAIN, WORKER_COMMAND_STOP };
+
+/* Creates the loop, front end and pool, listening on listen_fd. Returns 0 or -1. */
+int worker_init(worker_t *worker, struct server *server, int index, int listen_fd);
+int worker_start(worker_t *worker);
+/* Thread-safe: asks the worker to stop accepting (drain) or to leave its loop (stop). */
+void worker_command(worker_t *worker, int command);
+void worker_join(worker_t *worker);
+void worker_free(worker_t *worker);
+/* The config snapshot new requests on this worker should use (referenced). */
+config_t *worker_config(worker_t *worker);
+uint64_t worker_random(worker_t *worker);
+
+#endif

@@ -1,0 +1,1006 @@
+/* config.c — YAML configuration: load, interpolate, validate, snapshot.
+ *
+ * The file is parsed with libyaml's document API so every node keeps its
+ * line number; each section has one function that owns its keys, checks
+ * their types and ranges, and rejects keys it does not know, so a typo is an
+ * error that names the line rather than a silently ignored setting. The
+ * result is an immutable, reference-counted config_t. */
+#include "sluice/config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "sluice/log.h"
+#include "sluice/util/crypto.h"
+
+/* Longest key path in a message, e.g. "models.smart.targets[1].provider". */
+#define CONFIG_PATH_LENGTH 1024
+
+typedef struct loader {
+    yaml_document_t document;
+    const char *name;
+    char *error;
+    size_t error_size;
+    int failed;
+    config_t *config;
+} loader_t;
+
+/* Sections later issues define; accepted (with a warning) so a config written
+ * for a newer build still loads here with those features off. */
+static const char *const reserved_sections[] = {"teams", "cache", "redis", "routes", "budgets", "guardrails",
+                                                "mcp", "admin", "metrics", "tracing", "experiments", NULL};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static void fail(loader_t *loader, const yaml_node_t *node, const char *path, const char *format, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void fail(loader_t *loader, const yaml_node_t *node, const char *path, const char *format, ...)
+{
+    if (loader->failed)
+        return; /* keep the first error: later ones are usually consequences */
+    loader->failed = 1;
+    char message[512];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(message, sizeof message, format, args);
+    va_end(args);
+    unsigned long line = node ? (unsigned long)node->start_mark.line + 1 : 0;
+    snprintf(loader->error, loader->error_size, "%s:%lu: %s: %s", loader->name, line, path, message);
+}
+
+static yaml_node_t *node_at(loader_t *loader, int index) { return yaml_document_get_node(&loader->document, index); }
+
+static const char *type_name(const yaml_node_t *node)
+{
+    switch (node->type) {
+    case YAML_SCALAR_NODE: return "a scalar";
+    case YAML_SEQUENCE_NODE: return "a list";
+    case YAML_MAPPING_NODE: return "a mapping";
+    default: return "empty";
+    }
+}
+
+static int expect_type(loader_t *loader, const yaml_node_t *node, yaml_node_type_t type, const char *path)
+{
+    if (node->type == type)
+        return 0;
+    const char *wanted = type == YAML_MAPPING_NODE ? "a mapping" : type == YAML_SEQUENCE_NODE ? "a list" : "a scalar";
+    fail(loader, node, path, "must be %s, not %s", wanted, type_name(node));
+    return -1;
+}
+
+/* Returns the interpolated scalar as a malloc'ed string, or NULL on error. */
+static char *scalar_string(loader_t *loader, const yaml_node_t *node, const char *path)
+{
+    if (expect_type(loader, node, YAML_SCALAR_NODE, path) != 0)
+        return NULL;
+    char message[256];
+    char *value = config_interpolate((const char *)node->data.scalar.value, message, sizeof message);
+    if (value == NULL)
+        fail(loader, node, path, "%s", message);
+    return value;
+}
+
+static int scalar_long(loader_t *loader, const yaml_node_t *node, const char *path, long min, long max, long *out)
+{
+    char *text = scalar_string(loader, node, path);
+    if (text == NULL)
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    long value = strtol(text, &end, 10);
+    int bad = errno != 0 || end == text || *end != '\0';
+    free(text);
+    if (bad) {
+        fail(loader, node, path, "must be an integer");
+        return -1;
+    }
+    if (value < min || value > max) {
+        fail(loader, node, path, "must be between %ld and %ld", min, max);
+        return -1;
+    }
+    *out = value;
+    return 0;
+}
+
+static int scalar_double(loader_t *loader, const yaml_node_t *node, const char *path, double *out)
+{
+    char *text = scalar_string(loader, node, path);
+    if (text == NULL)
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    double value = strtod(text, &end);
+    int bad = errno != 0 || end == text || *end != '\0' || value < 0 || value != value;
+    free(text);
+    if (bad) {
+        fail(loader, node, path, "must be a number >= 0");
+        return -1;
+    }
+    *out = value;
+    return 0;
+}
+
+static const char *key_text(loader_t *loader, yaml_node_pair_t *pair)
+{
+    yaml_node_t *key = node_at(loader, pair->key);
+    return key->type == YAML_SCALAR_NODE ? (const char *)key->data.scalar.value : "";
+}
+
+static int is_one_of(const char *text, const char *const *choices)
+{
+    for (size_t i = 0; choices[i] != NULL; i++)
+        if (strcmp(text, choices[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* Rejects keys not in allowed and duplicated keys in a mapping. */
+static int check_keys(loader_t *loader, yaml_node_t *mapping, const char *path, const char *const *allowed)
+{
+    for (yaml_node_pair_t *pair = mapping->data.mapping.pairs.start; pair < mapping->data.mapping.pairs.top; pair++) {
+        const char *name = key_text(loader, pair);
+        if (allowed != NULL && !is_one_of(name, allowed)) {
+            fail(loader, node_at(loader, pair->key), path, "unknown key '%s'", name);
+            return -1;
+        }
+        for (yaml_node_pair_t *other = mapping->data.mapping.pairs.start; other < pair; other++) {
+            if (strcmp(key_text(loader, other), name) == 0) {
+                fail(loader, node_at(loader, pair->key), path, "key '%s' appears twice", name);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+#define FOR_EACH_PAIR(loader, map_node, pair)                                                                  \
+    for (yaml_node_pair_t *pair = (map_node)->data.mapping.pairs.start;                                         \
+         pair < (map_node)->data.mapping.pairs.top; pair++)
+
+static int count_items(const yaml_node_t *node)
+{
+    if (node->type == YAML_MAPPING_NODE)
+        return (int)(node->data.mapping.pairs.top - node->data.mapping.pairs.start);
+    if (node->type == YAML_SEQUENCE_NODE)
+        return (int)(node->data.sequence.items.top - node->data.sequence.items.start);
+    return 0;
+}
+
+/* ---- sections ----------------------------------------------------------- */
+
+static int parse_listen(loader_t *loader, yaml_node_t *node, server_config_t *server)
+{
+    char *text = scalar_string(loader, node, "server.listen");
+    if (text == NULL)
+        return -1;
+    char *colon = strrchr(text, ':');
+    char *end = NULL;
+    long port = colon ? strtol(colon + 1, &end, 10) : -1;
+    if (colon == NULL || end == colon + 1 || *end != '\0' || port < 0 || port > 65535) {
+        fail(loader, node, "server.listen", "must be HOST:PORT, e.g. \"0.0.0.0:8080\"");
+        free(text);
+        return -1;
+    }
+    *colon = '\0';
+    char *host = text;
+    size_t host_length = strlen(host);
+    if (host_length >= 2 && host[0] == '[' && host[host_length - 1] == ']') {
+        host[host_length - 1] = '\0';
+        host++;
+    }
+    server->listen_host = strdup(host[0] ? host : "0.0.0.0");
+    server->listen_port = (int)port;
+    free(text);
+    return server->listen_host ? 0 : -1;
+}
+
+static int parse_server(loader_t *loader, yaml_node_t *node)
+{
+    static const char *const keys[] = {"listen", "workers", "max_body_bytes", "max_json_depth", "drain_timeout_ms",
+                                       NULL};
+    server_config_t *server = &loader->config->server;
+    if (expect_type(loader, node, YAML_MAPPING_NODE, "server") || check_keys(loader, node, "server", keys))
+        return -1;
+    FOR_EACH_PAIR(loader, node, pair)
+    {
+        const char *key = key_text(loader, pair);
+        yaml_node_t *value = node_at(loader, pair->value);
+        long number = 0;
+        if (strcmp(key, "listen") == 0) {
+            free(server->listen_host);
+            server->listen_host = NULL;
+            if (parse_listen(loader, value, server) != 0)
+                return -1;
+        } else if (strcmp(key, "workers") == 0) {
+            if (value->type == YAML_SCALAR_NODE && strcmp((char *)value->data.scalar.value, "auto") == 0)
+                server->workers = 0;
+            else if (scalar_long(loader, value, "server.workers", 1, 256, &number) == 0)
+                server->workers = (int)number;
+            else
+                return -1;
+        } else if (strcmp(key, "max_body_bytes") == 0) {
+            if (scalar_long(loader, value, "server.max_body_bytes", 1, 1L << 30, &number) != 0)
+                return -1;
+            server->max_body_bytes = (size_t)number;
+        } else if (strcmp(key, "max_json_depth") == 0) {
+            if (scalar_long(loader, value, "server.max_json_depth", 2, 1000, &number) != 0)
+                return -1;
+            server->max_json_depth = (int)number;
+        } else if (strcmp(key, "drain_timeout_ms") == 0) {
+            if (scalar_long(loader, value, "server.drain_timeout_ms", 0, 3600000, &server->drain_timeout_ms) != 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+static int parse_timeouts(loader_t *loader, yaml_node_t *node, const char *path, provider_timeouts_t *timeouts)
+{
+    static const char *const keys[] = {"connect_ms", "first_byte_ms", "idle_ms", "total_ms", NULL};
+    if (expect_type(loader, node, YAML_MAPPING_NODE, path) || check_keys(loader, node, path, keys))
+        return -1;
+    FOR_EACH_PAIR(loader, node, pair)
+    {
+        const char *key = key_text(loader, pair);
+        long *slot = strcmp(key, "connect_ms") == 0      ? &timeouts->connect_ms
+                     : strcmp(key, "first_byte_ms") == 0 ? &timeouts->first_byte_ms
+                     : strcmp(key, "idle_ms") == 0       ? &timeouts->idle_ms
+                                                         : &timeouts->total_ms;
+        char item_path[CONFIG_PATH_LENGTH];
+        snprintf(item_path, sizeof item_path, "%s.%s", path, key);
+        if (scalar_long(loader, node_at(loader, pair->value), item_path, 1, 86400000, slot) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int parse_provider_headers(loader_t *loader, yaml_node_t *node, const char *path, provider_config_t *provider)
+{
+    if (expect_type(loader, node, YAML_MAPPING_NODE, path) || check_keys(loader, node, path, NULL))
+        return -1;
+    provider->extra_headers = calloc((size_t)count_items(node) + 1, sizeof(char *));
+    if (provider->extra_headers == NULL)
+        return -1;
+    FOR_EACH_PAIR(loader, node, pair)
+    {
+        const char *name = key_text(loader, pair);
+        if (name[0] == '\0' || strpbrk(name, ": \r\n") != NULL) {
+            fail(loader, node_at(loader, pair->key), path, "invalid header name '%s'", name);
+            return -1;
+        }
+        char *value = scalar_string(loader, node_at(loader, pair->value), path);
+        if (value == NULL)
+            return -1;
+        if (strpbrk(value, "\r\n") != NULL) {
+            fail(loader, node_at(loader, pair->value), path, "header value must not contain line breaks");
+            free(value);
+            return -1;
+        }
+        size_t length = strlen(name) + strlen(value) + 3;
+        char *line = malloc(length);
+        if (line == NULL) {
+            free(value);
+            return -1;
+        }
+        snprintf(line, length, "%s: %s", name, value);
+        free(value);
+        provider->extra_headers[provider->extra_header_count++] = line;
+    }
+    return 0;
+}
+
+static int parse_provider_type(loader_t *loader, yaml_node_t *node, const char *path, provider_type_t *type)
+{
+    char *text = scalar_string(loader, node, path);
+    if (text == NULL)
+        return -1;
+    int rc = 0;
+    if (strcmp(text, "openai") == 0)
+        *type = PROVIDER_OPENAI;
+    else if (strcmp(text, "openai-compatible") == 0)
+        *type = PROVIDER_OPENAI_COMPATIBLE;
+    else {
+        fail(loader, node, path, "unknown provider type '%s' (supported: openai, openai-compatible)", text);
+        rc = -1;
+    }
+    free(text);
+    return rc;
+}
+
+static int parse_provider(loader_t *loader, const char *name, yaml_node_t *node, provider_config_t *provider)
+{
+    static const char *const keys[] = {"type", "base_url", "api_key", "headers", "max_connections", "timeouts", NULL};
+    char path[CONFIG_PATH_LENGTH];
+    snprintf(path, sizeof path, "providers.%s", name);
+    provider->name = strdup(name);
+    provider->max_connections = 256;
+    provider->timeouts = (provider_timeouts_t){.connect_ms = 5000, .first_byte_ms = 60000, .idle_ms = 60000,
+                                               .total_ms = 600000};
+    if (provider->name == NULL || expect_type(loader, node, YAML_MAPPING_NODE, path) ||
+        check_keys(loader, node, path, keys))
+        return -1;
+    if (name[0] == '\0' || strchr(name, '/') != NULL) {
+        fail(loader, node, path, "provider names must be non-empty and contain no '/'");
+        return -1;
+    }
+    int has_type = 0;
+    FOR_EACH_PAIR(loader, node, pair)
+    {
+        const char *key = key_text(loader, pair);
+        yaml_node_t *value = node_at(loader, pair->value);
+        char item_path[CONFIG_PATH_LENGTH];
+        snprintf(item_path, sizeof item_path, "%s.%s", path, key);
+        long number = 0;
+        int rc = 0;
+        if (strcmp(key, "type") == 0) {
+            rc = parse_provider_type(loader, value, item_path, &provider->type);
+            has_type = 1;
+        } else if (strcmp(key, "base_url") == 0) {
+            provider->base_url = scalar_string(loader, value, item_path);
+            rc = provider->base_url ? 0 : -1;
+        } else if (strcmp(key, "api_key") == 0) {
+            provider->api_key = scalar_string(loader, value, item_path);
+            rc = provider->api_key ? 0 : -1;
+        } else if (strcmp(key, "headers") == 0) {
+            rc = parse_provider_headers(loader, value, item_path, provider);
+        } else if (strcmp(key, "max_connections") == 0) {
+            rc = scalar_long(loader, value, item_path, 1, 100000, &number);
+            provider->max_connections = (int)number;
+        } else if (strcmp(key, "timeouts") == 0) {
+            rc = parse_timeouts(loader, value, item_path, &provider->timeouts);
+        }
+        if (rc != 0)
+            return -1;
+    }
+    if (!has_type) {
+        fail(loader, node, path, "missing required key 'type'");
+        return -1;
+    }
+    if (provider->base_url == NULL || (strncmp(provider->base_url, "http://", 7) != 0 &&
+                                       strncmp(provider->base_url, "https://", 8) != 0)) {
+        fail(loader, node, path, "base_url is required and must start with http:// or https://");
+        return -1;
+    }
+    size_t length = strlen(provider->base_url);
+    while (length > 0 && provider->base_url[length - 1] == '/')
+        provider->base_url[--length] = '\0';
+    if (provider->api_key != NULL && provider->api_key[0] == '\0') {
+        free(provider->api_key);
+        provider->api_key = NULL;
+    }
+    if (provider->type == PROVIDER_OPENAI && provider->api_key == NULL)
+        log_warn("provider %s has no api_key; requests go upstream without credentials", provider->name);
+    return 0;
+}
+
+static int parse_providers(loader_t *loader, yaml_node_t *node)
+{
+    config_t *config = loader->config;
+    if (expect_type(loader, node, YAML_MAPPING_NODE, "providers") || check_keys(loader, node, "providers", NULL))
+        return -1;
+    config->providers = calloc((size_t)count_items(node) + 1, sizeof *config->providers);
+    if (config->providers == NULL)
+        return -1;
+    FOR_EACH_PAIR(loader, node, pair)
+    {
+        provider_config_t *provider = &config->providers[config->provider_count++];
+        if (parse_provider(loader, key_text(loader, pair), node_at(loader, pair->value), provider) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int parse_target(loader_t *loader, yaml_node_t *node, const char *path, target_config_t *target)
+{
+    static const char *const keys[] = {"provider", "model", "weight", NULL};
+    if (expect_type(loader, node, YAML_MAPPING_NODE, path) || check_keys(loader, node, path, keys))
+        return -1;
+    target->weight = 1;
+    char *provider_name = NULL;
+    FOR_EACH_PAIR(loader, node, pair)
+    {
+        const char *key = key_text(loader, pair);
+        yaml_node_t *value = node_at(loader, pair->value);
+        long number = 0;
+        if (strcmp(key, "provider") == 0) {
+            if ((provider_name = scalar_string(loader, value, path)) == NULL)
+                return -1;
+        } else if (strcmp(key, "model") == 0) {
+            if ((target->model = scalar_string(loader, value, path)) == NULL)
+                return -1;
+        } else if (scalar_long(loader, value, path, 0, 1000000, &number) == 0) {
+            target->weight = (int)number;
+        } else {
+            return -1;
+        }
+    }
+    if (provider_name == NULL || target->model == NULL || target->model[0] == '\0') {
+        fail(loader, node, path, "a target needs 'provider' and 'model'");
+        free(provider_name);
+        return -1;
+    }
+    target->provider = (provider_config_t *)config_find_provider(loader->config, provider_name, strlen(provider_name));
+    if (target->provider == NULL)
+        fail(loader, node, path, "unknown provider '%s'", provider_name);
+    free(provider_name);
+    return target->provider ? 0 : -1;
+}
+
+static int parse_model(loader_t *loader, const char *name, yaml_node_t *node, model_config_t *model)
+{
+    static const char *const keys[] = {"targets", "strategy", NULL};
+    static const char *const strategies[] = {"fallback", "loadbalance", "latency", "cost", "cascade", NULL};
+    char path[CONFIG_PATH_LENGTH];
+    snprintf(path, sizeof path, "models.%s", name);
+    model->name = strdup(name);
+    if (model->name == NULL || expect_type(loader, node, YAML_MAPPING_NODE, path) ||
+        check_keys(loader, node, path, keys))
+        return -1;
+    if (name[0] == '\0') {
+        fail(loader, node, path, "model names must be non-empty");
+        return -1;
+    }
+    FOR_EACH_PAIR(loader, node, pair)
+    {
+        const char *key = key_text(loader, pair);
+        yaml_node_t *value = node_at(loader, pair->value);
+        if (strcmp(key, "strategy") == 0) {
+            if ((model->strategy = scalar_string(loader, value, path)) == NULL)
+                return -1;
+            if (!is_one_of(model->strategy, strategies)) {
+                fail(loader, value, path, "unknown strategy '%s' (fallback, loadbalance, latency, cost, cascade)",
+                     model->strategy);
+                return -1;
+            }
+            continue;
+        }
+        char targets_path[CONFIG_PATH_LENGTH];
+        snprintf(targets_path, sizeof targets_path, "%s.targets", path);
+        if (expect_type(loader, value, YAML_SEQUENCE_NODE, targets_path) != 0)
+            return -1;
+        model->targets = calloc((size_t)count_items(value) + 1, sizeof *model->targets);
+        if (model->targets == NULL)
+            return -1;
+        for (yaml_node_item_t *item = value->data.sequence.items.start; item < value->data.sequence.items.top;
+             item++) {
+            char item_path[CONFIG_PATH_LENGTH];
+            snprintf(item_path, sizeof item_path, "%s[%zu]", targets_path, model->target_count);
+            if (parse_target(loader, node_at(loader, *item), item_path, &model->targets[model->target_count++]))
+                return -1;
+        }
+    }
+    if (model->target_count == 0) {
+        fail(loader, node, path, "needs at least one entry in 'targets'");
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_models(loader_t *loader, yaml_node_t *node)
+{
+    config_t *config = loader->config;
+    if (expect_type(loader, node, YAML_MAPPING_NODE, "models") || check_keys(loader, node, "models", NULL))
+        return -1;
+    config->models = calloc((size_t)count_items(node) + 1, sizeof *config->models);
+    if (config->models == NULL)
+        return -1;
+    FOR_EACH_PAIR(loader, node, pair)
+    {
+        model_config_t *model = &config->models[config->model_count++];
+        if (parse_model(loader, key_text(loader, pair), node_at(loader, pair->value), model) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int parse_pricing(loader_t *loader, yaml_node_t *node)
+{
+    static const char *const keys[] = {"input", "output", NULL};
+    config_t *config = loader->config;
+    if (expect_type(loader, node, YAML_MAPPING_NODE, "pricing") || check_keys(loader, node, "pricing", NULL))
+        return -1;
+    config->prices = calloc((size_t)count_items(node) + 1, sizeof *config->prices);
+    if (config->prices == NULL)
+        return -1;
+    FOR_EACH_PAIR(loader, node, pair)
+    {
+        price_config_t *price = &config->prices[config->price_count++];
+        yaml_node_t *value = node_at(loader, pair->value);
+        char path[CONFIG_PATH_LENGTH];
+        snprintf(path, sizeof path, "pricing.%s", key_text(loader, pair));
+        if ((price->model = strdup(key_text(loader, pair))) == NULL ||
+            expect_type(loader, value, YAML_MAPPING_NODE, path) || check_keys(loader, value, path, keys))
+            return -1;
+        FOR_EACH_PAIR(loader, value, item)
+        {
+            int is_input = strcmp(key_text(loader, item), "input") == 0;
+            double *slot = is_input ? &price->input_per_million : &price->output_per_million;
+            if (scalar_double(loader, node_at(loader, item->value), path, slot) != 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+static int parse_string_list(loader_t *loader, yaml_node_t *node, const char *path, char ***out, size_t *count)
+{
+    if (expect_type(loader, node, YAML_SEQUENCE_NODE, path) != 0)
+        return -1;
+    *out = calloc((size_t)count_items(node) + 1, sizeof(char *));
+    if (*out == NULL)
+        return -1;
+    for (yaml_node_item_t *item = node->data.sequence.items.start; item < node->data.sequence.items.top; item++) {
+        char *text = scalar_string(loader, node_at(loader, *item), path);
+        if (text == NULL)
+            return -1;
+        (*out)[(*count)++] = text;
+    }
+    return 0;
+}
+
+static int key_secret_from(loader_t *loader, yaml_node_t *value, const char *path, key_config_t *key, int is_hash)
+{
+    char *text = scalar_string(loader, value, path);
+    if (text == NULL)
+        return -1;
+    int rc = 0;
+    if (is_hash) {
+        if (crypto_hex_decode_sha256(text, key->sha256) != 0) {
+            fail(loader, value, path, "key_sha256 must be 64 hex digits (sha256 of the key)");
+            rc = -1;
+        }
+    } else if (strlen(text) < 8) {
+        fail(loader, value, path, "key must be at least 8 characters (is the environment variable set?)");
+        rc = -1;
+    } else {
+        rc = crypto_sha256(text, strlen(text), key->sha256);
+    }
+    explicit_bzero(text, strlen(text));
+    free(text);
+    return rc;
+}
+
+static int parse_key(loader_t *loader, yaml_node_t *node, const char *path, key_config_t *key)
+{
+    static const char *const keys[] = {"name", "key_sha256", "key", "team", "models", "rpm", "tpm", "user",
+                                       "budget", "metadata", NULL};
+    if (expect_type(loader, node, YAML_MAPPING_NODE, path) || check_keys(loader, node, path, keys))
+        return -1;
+    int secrets = 0;
+    FOR_EACH_PAIR(loader, node, pair)
+    {
+        const char *name = key_text(loader, pair);
+        yaml_node_t *value = node_at(loader, pair->value);
+        char item_path[CONFIG_PATH_LENGTH];
+        snprintf(item_path, sizeof item_path, "%s.%s", path, name);
+        int rc = 0;
+        if (strcmp(name, "name") == 0)
+            rc = (key->name = scalar_string(loader, value, item_path)) ? 0 : -1;
+        else if (strcmp(name, "key_sha256") == 0 || strcmp(name, "key") == 0) {
+            rc = key_secret_from(loader, value, item_path, key, strcmp(name, "key_sha256") == 0);
+            secrets++;
+        } else if (strcmp(name, "team") == 0)
+            rc = (key->team = scalar_string(loader, value, item_path)) ? 0 : -1;
+        else if (strcmp(name, "models") == 0)
+            rc = parse_string_list(loader, value, item_path, &key->models, &key->model_count);
+        else if (strcmp(name, "rpm") == 0)
+            rc = scalar_long(loader, value, item_path, 0, LONG_MAX, &key->rpm);
+        else if (strcmp(name, "tpm") == 0)
+            rc = scalar_long(loader, value, item_path, 0, LONG_MAX, &key->tpm);
+        if (rc != 0)
+            return -1;
+    }
+    if (key->name == NULL || key->name[0] == '\0') {
+        fail(loader, node, path, "missing required key 'name'");
+        return -1;
+    }
+    if (secrets != 1) {
+        fail(loader, node, path, "needs exactly one of 'key_sha256' or 'key'");
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_keys(loader_t *loader, yaml_node_t *node)
+{
+    config_t *config = loader->config;
+    if (expect_type(loader, node, YAML_SEQUENCE_NODE, "keys") != 0)
+        return -1;
+    config->keys = calloc((size_t)count_items(node) + 1, sizeof *config->keys);
+    if (config->keys == NULL)
+        return -1;
+    for (yaml_node_item_t *item = node->data.sequence.items.start; item < node->data.sequence.items.top; item++) {
+        char path[CONFIG_PATH_LENGTH];
+        snprintf(path, sizeof path, "keys[%zu]", config->key_count);
+        key_config_t *key = &config->keys[config->key_count++];
+        yaml_node_t *key_node = node_at(loader, *item);
+        if (parse_key(loader, key_node, path, key) != 0)
+            return -1;
+        for (key_config_t *other = config->keys; other < key; other++) {
+            if (strcmp(other->name, key->name) == 0 || memcmp(other->sha256, key->sha256, CONFIG_SHA256_LENGTH) == 0) {
+                fail(loader, key_node, path, "duplicate key name or secret (same as '%s')", other->name);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static int parse_logging(loader_t *loader, yaml_node_t *node)
+{
+    static const char *const keys[] = {"access_log", "level", NULL};
+    logging_config_t *logging = &loader->config->logging;
+    if (expect_type(loader, node, YAML_MAPPING_NODE, "logging") || check_keys(loader, node, "logging", keys))
+        return -1;
+    FOR_EACH_PAIR(loader, node, pair)
+    {
+        yaml_node_t *value = node_at(loader, pair->value);
+        if (strcmp(key_text(loader, pair), "access_log") == 0) {
+            free(logging->access_log);
+            if ((logging->access_log = scalar_string(loader, value, "logging.access_log")) == NULL)
+                return -1;
+        } else {
+            free(logging->level);
+            if ((logging->level = scalar_string(loader, value, "logging.level")) == NULL)
+                return -1;
+            log_level_t level;
+            if (log_level_parse(logging->level, &level) != 0) {
+                fail(loader, value, "logging.level", "must be debug, info, warn or error");
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Cross-section checks that need every section parsed first. */
+static int validate_references(loader_t *loader, yaml_node_t *root)
+{
+    config_t *config = loader->config;
+    for (size_t i = 0; i < config->key_count; i++) {
+        key_config_t *key = &config->keys[i];
+        for (size_t j = 0; j < key->model_count; j++) {
+            const char *model = key->models[j];
+            const char *slash = strchr(model, '/');
+            if (config_find_model(config, model) == NULL &&
+                (slash == NULL || config_find_provider(config, model, (size_t)(slash - model)) == NULL) &&
+                strcmp(model, "*") != 0) {
+                fail(loader, root, "keys", "key '%s' allows unknown model '%s'", key->name, model);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static int parse_root(loader_t *loader, yaml_node_t *root)
+{
+    static const char *const sections[] = {"server",  "providers", "models",  "pricing", "keys",
+                                           "logging", "teams",     "cache",   "redis",   "routes",
+                                           "budgets", "guardrails", "mcp",    "admin",   "metrics",
+                                           "tracing", "experiments", NULL};
+    if (root == NULL || root->type != YAML_MAPPING_NODE) {
+        fail(loader, root, "(root)", "the file must be a YAML mapping with server, providers and models");
+        return -1;
+    }
+    if (check_keys(loader, root, "(root)", sections) != 0)
+        return -1;
+    int has_providers = 0, has_models = 0;
+    FOR_EACH_PAIR(loader, root, pair)
+    {
+        const char *section = key_text(loader, pair);
+        yaml_node_t *value = node_at(loader, pair->value);
+        int rc = 0;
+        if (strcmp(section, "server") == 0)
+            rc = parse_server(loader, value);
+        else if (strcmp(section, "providers") == 0)
+            rc = parse_providers(loader, value), has_providers = 1;
+        else if (strcmp(section, "logging") == 0)
+            rc = parse_logging(loader, value);
+        else if (is_one_of(section, reserved_sections))
+            log_warn("config section '%s' is not supported by this build and is ignored", section);
+        if (rc != 0)
+            return -1;
+    }
+    /* models, pricing and keys refer to providers, so they come second. */
+    FOR_EACH_PAIR(loader, root, pair)
+    {
+        const char *section = key_text(loader, pair);
+        yaml_node_t *value = node_at(loader, pair->value);
+        int rc = 0;
+        if (strcmp(section, "models") == 0)
+            rc = parse_models(loader, value), has_models = 1;
+        else if (strcmp(section, "pricing") == 0)
+            rc = parse_pricing(loader, value);
+        else if (strcmp(section, "keys") == 0)
+            rc = parse_keys(loader, value);
+        if (rc != 0)
+            return -1;
+    }
+    if (!has_providers || loader->config->provider_count == 0) {
+        fail(loader, root, "providers", "at least one provider is required");
+        return -1;
+    }
+    if (!has_models)
+        log_warn("no models configured: clients can only name provider/model");
+    return validate_references(loader, root);
+}
+
+/* ---- public API --------------------------------------------------------- */
+
+static config_t *config_new_defaults(void)
+{
+    config_t *config = calloc(1, sizeof *config);
+    if (config == NULL)
+        return NULL;
+    atomic_init(&config->references, 1);
+    config->server.listen_host = strdup("0.0.0.0");
+    config->server.listen_port = 8080;
+    config->server.workers = 0;
+    config->server.max_body_bytes = 8u << 20;
+    config->server.max_json_depth = 64;
+    config->server.drain_timeout_ms = 30000;
+    config->logging.access_log = strdup("stdout");
+    config->logging.level = strdup("info");
+    if (!config->server.listen_host || !config->logging.access_log || !config->logging.level) {
+        config_unref(config);
+        return NULL;
+    }
+    return config;
+}
+
+config_t *config_load_string(const char *yaml, size_t length, const char *name, char *error, size_t size)
+{
+    loader_t loader = {.name = name, .error = error, .error_size = size};
+    yaml_parser_t parser;
+    error[0] = '\0';
+    if (!yaml_parser_initialize(&parser)) {
+        snprintf(error, size, "%s: cannot initialise the YAML parser", name);
+        return NULL;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, length);
+    if (!yaml_parser_load(&parser, &loader.document)) {
+        snprintf(error, size, "%s:%lu: YAML syntax error: %s%s%s", name, (unsigned long)parser.problem_mark.line + 1,
+                 parser.problem ? parser.problem : "unknown", parser.context ? " " : "",
+                 parser.context ? parser.context : "");
+        yaml_parser_delete(&parser);
+        return NULL;
+    }
+    yaml_parser_delete(&parser);
+    loader.config = config_new_defaults();
+    int rc = loader.config ? parse_root(&loader, yaml_document_get_root_node(&loader.document)) : -1;
+    yaml_document_delete(&loader.document);
+    if (rc != 0 || loader.failed) {
+        if (error[0] == '\0')
+            snprintf(error, size, "%s: out of memory while loading", name);
+        config_unref(loader.config);
+        return NULL;
+    }
+    if (loader.config->key_count == 0)
+        log_warn("no keys configured: the gateway accepts every request without authentication");
+    return loader.config;
+}
+
+config_t *config_load(const char *path, char *error, size_t size)
+{
+    FILE *file = fopen(path, "rb");
+    if (file == NULL) {
+        snprintf(error, size, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *text = NULL;
+    size_t length = 0, capacity = 0;
+    for (;;) {
+        if (length + 4096 > capacity) {
+            capacity = capacity ? capacity * 2 : 8192;
+            char *grown = realloc(text, capacity);
+            if (grown == NULL) {
+                free(text);
+                fclose(file);
+                snprintf(error, size, "%s: out of memory", path);
+                return NULL;
+            }
+            text = grown;
+        }
+        size_t got = fread(text + length, 1, capacity - length, file);
+        length += got;
+        if (got == 0)
+            break;
+    }
+    int read_failed = ferror(file);
+    fclose(file);
+    if (read_failed) {
+        free(text);
+        snprintf(error, size, "%s: read error", path);
+        return NULL;
+    }
+    config_t *config = config_load_string(text, length, path, error, size);
+    free(text);
+    if (config != NULL && (config->path = strdup(path)) == NULL) {
+        config_unref(config);
+        snprintf(error, size, "%s: out of memory", path);
+        return NULL;
+    }
+    return config;
+}
+
+config_t *config_ref(config_t *config)
+{
+    atomic_fetch_add_explicit(&config->references, 1, memory_order_relaxed);
+    return config;
+}
+
+static void free_string_array(char **items, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        free(items[i]);
+    free(items);
+}
+
+static void config_free(config_t *config)
+{
+    for (size_t i = 0; i < config->provider_count; i++) {
+        provider_config_t *provider = &config->providers[i];
+        free(provider->name);
+        free(provider->base_url);
+        if (provider->api_key)
+            explicit_bzero(provider->api_key, strlen(provider->api_key));
+        free(provider->api_key);
+        free_string_array(provider->extra_headers, provider->extra_header_count);
+    }
+    for (size_t i = 0; i < config->model_count; i++) {
+        model_config_t *model = &config->models[i];
+        for (size_t j = 0; j < model->target_count; j++)
+            free(model->targets[j].model);
+        free(model->targets);
+        free(model->name);
+        free(model->strategy);
+    }
+    for (size_t i = 0; i < config->price_count; i++)
+        free(config->prices[i].model);
+    for (size_t i = 0; i < config->key_count; i++) {
+        free(config->keys[i].name);
+        free(config->keys[i].team);
+        free_string_array(config->keys[i].models, config->keys[i].model_count);
+    }
+    free(config->providers);
+    free(config->models);
+    free(config->prices);
+    free(config->keys);
+    free(config->server.listen_host);
+    free(config->logging.access_log);
+    free(config->logging.level);
+    free(config->path);
+    free(config);
+}
+
+void config_unref(config_t *config)
+{
+    if (config != NULL && atomic_fetch_sub_explicit(&config->references, 1, memory_order_acq_rel) == 1)
+        config_free(config);
+}
+
+const provider_config_t *config_find_provider(const config_t *config, const char *name, size_t name_length)
+{
+    for (size_t i = 0; i < config->provider_count; i++) {
+        const char *candidate = config->providers[i].name;
+        if (candidate && strncmp(candidate, name, name_length) == 0 && candidate[name_length] == '\0')
+            return &config->providers[i];
+    }
+    return NULL;
+}
+
+const model_config_t *config_find_model(const config_t *config, const char *name)
+{
+    for (size_t i = 0; i < config->model_count; i++)
+        if (config->models[i].name && strcmp(config->models[i].name, name) == 0)
+            return &config->models[i];
+    return NULL;
+}
+
+const price_config_t *config_find_price(const config_t *config, const char *model)
+{
+    for (size_t i = 0; i < config->price_count; i++)
+        if (strcmp(config->prices[i].model, model) == 0)
+            return &config->prices[i];
+    return NULL;
+}
+
+const key_config_t *config_find_key(const config_t *config, const char *secret, size_t length)
+{
+    unsigned char digest[CONFIG_SHA256_LENGTH];
+    if (crypto_sha256(secret, length, digest) != 0)
+        return NULL;
+    const key_config_t *found = NULL;
+    /* Compare against every key so the time taken does not depend on which matched. */
+    for (size_t i = 0; i < config->key_count; i++)
+        if (crypto_equal(digest, config->keys[i].sha256, CONFIG_SHA256_LENGTH))
+            found = &config->keys[i];
+    return found;
+}
+
+bool config_key_allows_model(const key_config_t *key, const char *model)
+{
+    if (key->models == NULL)
+        return true;
+    for (size_t i = 0; i < key->model_count; i++)
+        if (strcmp(key->models[i], "*") == 0 || strcmp(key->models[i], model) == 0)
+            return true;
+    return false;
+}
+
+char *config_interpolate(const char *text, char *error, size_t size)
+{
+    size_t capacity = strlen(text) + 1, length = 0;
+    char *out = malloc(capacity);
+    if (out == NULL) {
+        snprintf(error, size, "out of memory");
+        return NULL;
+    }
+    for (const char *p = text; *p != '\0';) {
+        const char *piece = p;
+        size_t piece_length = 1;
+        char *owned_default = NULL;
+        if (p[0] == '$' && p[1] == '$') { /* $$ is a literal $ */
+            p += 2;
+        } else if (p[0] == '$' && p[1] == '{') {
+            const char *close = strchr(p + 2, '}');
+            if (close == NULL) {
+                snprintf(error, size, "unterminated ${ in value");
+                free(out);
+                return NULL;
+            }
+            const char *name = p + 2;
+            const char *dash = strstr(name, ":-");
+            size_t name_length = (size_t)((dash && dash < close ? dash : close) - name);
+            char variable[256];
+            if (name_length == 0 || name_length >= sizeof variable) {
+                snprintf(error, size, "bad variable name in ${...}");
+                free(out);
+                return NULL;
+            }
+            memcpy(variable, name, name_length);
+            variable[name_length] = '\0';
+            const char *value = getenv(variable);
+            if ((value == NULL || value[0] == '\0') && dash && dash < close) {
+                owned_default = strndup(dash + 2, (size_t)(close - dash - 2));
+                value = owned_default;
+            }
+            if (value == NULL) {
+                snprintf(error, size, "environment variable %s is not set (use ${%s:-default} for a default)",
+                         variable, variable);
+                free(out);
+                return NULL;
+            }
+            piece = value;
+            piece_length = strlen(value);
+            p = close + 1;
+        } else {
+            p++;
+        }
+        if (length + piece_length + 1 > capacity) {
+            capacity = (length + piece_length + 1) * 2;
+            char *grown = realloc(out, capacity);
+            if (grown == NULL) {
+                free(owned_default);
+                free(out);
+                snprintf(error, size, "out of memory");
+                return NULL;
+            }
+            out = grown;
+        }
+        memcpy(out + length, piece, piece_length);
+        length += piece_length;
+        free(owned_default);
+    }
+    out[length] = '\0';
+    return out;
+}

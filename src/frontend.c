@@ -1,0 +1,110 @@
+/* frontend.c — routing of incoming HTTP requests (see frontend.h). */
+#include "sluice/frontend.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <string.h>
+
+#include "sluice/pipeline.h"
+#include "sluice/server.h"
+#include "sluice/worker.h"
+
+typedef struct route {
+    const char *path;
+    enum evhttp_cmd_type method;
+    endpoint_t endpoint;
+} route_t;
+
+/* Paths are accepted with and without the /v1 prefix, as OpenAI's are. */
+static const route_t routes[] = {
+    {"/v1/chat/completions", EVHTTP_REQ_POST, ENDPOINT_CHAT_COMPLETIONS},
+    {"/chat/completions", EVHTTP_REQ_POST, ENDPOINT_CHAT_COMPLETIONS},
+    {"/v1/completions", EVHTTP_REQ_POST, ENDPOINT_COMPLETIONS},
+    {"/completions", EVHTTP_REQ_POST, ENDPOINT_COMPLETIONS},
+    {"/v1/embeddings", EVHTTP_REQ_POST, ENDPOINT_EMBEDDINGS},
+    {"/embeddings", EVHTTP_REQ_POST, ENDPOINT_EMBEDDINGS},
+    {"/v1/models", EVHTTP_REQ_GET, ENDPOINT_MODELS},
+    {"/models", EVHTTP_REQ_GET, ENDPOINT_MODELS},
+};
+
+static void reply_plain_json(struct evhttp_request *http, int status, const char *body)
+{
+    struct evbuffer *buffer = evbuffer_new();
+    if (buffer == NULL) {
+        evhttp_send_error(http, 500, NULL);
+        return;
+    }
+    evbuffer_add(buffer, body, strlen(body));
+    evhttp_add_header(evhttp_request_get_output_headers(http), "content-type", "application/json");
+    evhttp_send_reply(http, status, NULL, buffer);
+    evbuffer_free(buffer);
+}
+
+static void handle_ready(struct evhttp_request *http, worker_t *worker)
+{
+    if (worker->is_draining || !worker->server->is_ready) {
+        reply_plain_json(http, 503, "{\"status\":\"draining\"}");
+        return;
+    }
+    reply_plain_json(http, 200, "{\"status\":\"ready\"}");
+}
+
+/* Length of the path part of a URI (before any query string). */
+static size_t path_length(const char *uri)
+{
+    const char *query = strchr(uri, '?');
+    return query ? (size_t)(query - uri) : strlen(uri);
+}
+
+static void handle_unrouted(struct evhttp_request *http, worker_t *worker, const char *uri, int is_wrong_method)
+{
+    request_t *request = request_new(worker, http, ENDPOINT_MODELS);
+    if (request == NULL) {
+        evhttp_send_error(http, 500, NULL);
+        return;
+    }
+    request->stages_entered = 1; /* the access log only */
+    size_t length = path_length(uri);
+    if (length > 200)
+        length = 200;
+    if (is_wrong_method)
+        request_reply_error(request, 405, "invalid_request_error", "method_not_allowed", NULL,
+                            "Method not allowed for %.*s.", (int)length, uri);
+    else
+        request_reply_error(request, 404, "invalid_request_error", "unknown_url", NULL,
+                            "Unknown request URL: %.*s.", (int)length, uri);
+    pipeline_finish(request);
+}
+
+void frontend_handle(struct evhttp_request *http, void *argument)
+{
+    worker_t *worker = argument;
+    const char *uri = evhttp_request_get_uri(http);
+    enum evhttp_cmd_type method = evhttp_request_get_command(http);
+    size_t length = path_length(uri);
+    if (length == 8 && memcmp(uri, "/healthz", 8) == 0) {
+        reply_plain_json(http, 200, "{\"status\":\"ok\"}");
+        return;
+    }
+    if (length == 7 && memcmp(uri, "/readyz", 7) == 0) {
+        handle_ready(http, worker);
+        return;
+    }
+    int is_wrong_method = 0;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (strlen(routes[i].path) != length || memcmp(routes[i].path, uri, length) != 0)
+            continue;
+        if (routes[i].method != method) {
+            is_wrong_method = 1;
+            continue;
+        }
+        request_t *request = request_new(worker, http, routes[i].endpoint);
+        if (request == NULL) {
+            evhttp_send_error(http, 500, NULL);
+            return;
+        }
+        pipeline_start(request);
+        return;
+    }
+    handle_unrouted(http, worker, uri, is_wrong_method);
+}

@@ -1,0 +1,23 @@
+/* provider.c — maps a configured provider type to its adapter. */
+#include "sluice/provider.h"
+
+const provider_adapter_t *provider_adapter_for(provider_type_t type)
+{
+    switch (type) {
+    case PROVIDER_OPENAI:
+    case PROVIDER_OPENAI_COMPATIBLE:
+        return &provider_openai;
+    }
+    return NULL;
+}
+
+const char *provider_openai_path(endpoint_t endpoint)
+{
+    switch (endpoint) {
+    case ENDPOINT_CHAT_COMPLETIONS: return "/chat/completions";
+    case ENDPOINT_COMPLETIONS: return "/completions";
+    case ENDPOINT_EMBEDDINGS: return "/embeddings";
+    case ENDPOINT_MODELS: return "/models";
+    }
+    return "/";
+}

@@ -1,0 +1,224 @@
+/* request.c — request context lifecycle and the replies (see request.h).
+ *
+ * Replies are the one place where an outcome becomes HTTP: a status, an
+ * OpenAI-shaped body and the x-sluice-* headers. Every function here checks
+ * whether the client is still connected, because a client may disconnect at
+ * any moment and evhttp frees its request object when it does. */
+#include "sluice/request.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/upstream.h"
+#include "sluice/util/buf.h"
+#include "sluice/util/clock.h"
+#include "sluice/worker.h"
+
+static void on_client_close(struct evhttp_connection *connection, void *argument)
+{
+    (void)connection;
+    request_t *request = argument;
+    request->is_client_gone = true;
+    request->http = NULL;
+    request->connection = NULL;
+    upstream_cancel(request); /* finishes and frees the request if a transfer was running */
+}
+
+request_t *request_new(struct worker *worker, struct evhttp_request *http, endpoint_t endpoint)
+{
+    request_t *request = calloc(1, sizeof *request);
+    if (request == NULL)
+        return NULL;
+    arena_init(&request->arena);
+    request->worker = worker;
+    request->http = http;
+    request->connection = evhttp_request_get_connection(http);
+    request->config = worker_config(worker);
+    request->endpoint = endpoint;
+    request->start_us = clock_monotonic_us();
+    request->status = 0;
+    uint64_t random = worker_random(worker);
+    snprintf(request->id, sizeof request->id, "req_%016llx%04x", (unsigned long long)random,
+             (unsigned)(worker->request_counter++ & 0xffff));
+    atomic_fetch_add(&worker->in_flight, 1);
+    if (request->connection != NULL)
+        evhttp_connection_set_closecb(request->connection, on_client_close, request);
+    request_add_header(request, "x-sluice-request-id", request->id);
+    request->user = arena_strdup(&request->arena, request_header(request, "x-sluice-user"));
+    request->feature = arena_strdup(&request->arena, request_header(request, "x-sluice-feature"));
+    request->tags = arena_strdup(&request->arena, request_header(request, "x-sluice-tags"));
+    return request;
+}
+
+void request_free(request_t *request)
+{
+    if (request->connection != NULL)
+        evhttp_connection_set_closecb(request->connection, NULL, NULL);
+    atomic_fetch_sub(&request->worker->in_flight, 1);
+    json_decref(request->body);
+    config_unref(request->config);
+    arena_release(&request->arena);
+    free(request);
+}
+
+const char *request_header(const request_t *request, const char *name)
+{
+    if (request->http == NULL)
+        return NULL;
+    return evhttp_find_header(evhttp_request_get_input_headers(request->http), name);
+}
+
+void request_add_header(request_t *request, const char *name, const char *value)
+{
+    if (request->http == NULL || value == NULL)
+        return;
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(request->http);
+    evhttp_remove_header(headers, name);
+    evhttp_add_header(headers, name, value);
+}
+
+/* Stops watching for the client closing: after the final send, evhttp owns
+ * the connection again and the request will be freed. */
+static void detach_client(request_t *request)
+{
+    request->has_replied = true;
+    if (request->connection != NULL)
+        evhttp_connection_set_closecb(request->connection, NULL, NULL);
+    request->connection = NULL;
+    if (request->first_byte_us == 0)
+        request->first_byte_us = clock_monotonic_us();
+}
+
+static void send_body(request_t *request, int status, const char *content_type, const char *body, size_t length)
+{
+    request->status = status;
+    if (request->http == NULL)
+        return;
+    struct evbuffer *buffer = evbuffer_new();
+    if (buffer == NULL || evbuffer_add(buffer, body, length) != 0) {
+        if (buffer)
+            evbuffer_free(buffer);
+        evhttp_send_error(request->http, 500, NULL);
+        detach_client(request);
+        return;
+    }
+    request_add_header(request, "content-type", content_type);
+    if (request->worker->is_draining)
+        request_add_header(request, "connection", "close");
+    request->bytes_out += length;
+    struct evhttp_request *http = request->http;
+    detach_client(request);
+    request->http = NULL;
+    evhttp_send_reply(http, status, NULL, buffer);
+    evbuffer_free(buffer);
+}
+
+void request_reply_json(request_t *request, int status, const char *body, size_t length)
+{
+    send_body(request, status, "application/json", body, length);
+}
+
+/* Removes any provider secret a message might echo. */
+static const char *redact(request_t *request, const char *message)
+{
+    const char *secret = request->provider ? request->provider->api_key : NULL;
+    if (secret == NULL || secret[0] == '\0' || strstr(message, secret) == NULL)
+        return message;
+    buf_t clean;
+    buf_init(&clean);
+    size_t secret_length = strlen(secret);
+    for (const char *p = message; *p != '\0';) {
+        const char *hit = strstr(p, secret);
+        size_t keep = hit ? (size_t)(hit - p) : strlen(p);
+        buf_append(&clean, p, keep);
+        if (hit == NULL)
+            break;
+        buf_append_str(&clean, "[REDACTED]");
+        p = hit + secret_length;
+    }
+    const char *result = arena_strdup(&request->arena, clean.data ? clean.data : "");
+    buf_free(&clean);
+    return result ? result : "error";
+}
+
+static char *error_body(const char *message, const char *type, const char *code, const char *param)
+{
+    json_t *detail = json_pack("{s:s, s:s, s:o, s:o}", "message", message, "type", type, "param",
+                               param ? json_string(param) : json_null(), "code", code ? json_string(code) : json_null());
+    json_t *root = detail ? json_pack("{s:o}", "error", detail) : NULL;
+    char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    return text;
+}
+
+void request_reply_error(request_t *request, int status, const char *type, const char *code, const char *param,
+                         const char *format, ...)
+{
+    char message[1024];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(message, sizeof message, format, args);
+    va_end(args);
+    const char *clean = redact(request, message);
+    request->error_type = arena_strdup(&request->arena, type);
+    request->error_message = arena_strdup(&request->arena, clean);
+    char *body = error_body(clean, type, code, param);
+    const char *text = body ? body : "{\"error\":{\"message\":\"internal gateway error\",\"type\":\"api_error\","
+                                     "\"param\":null,\"code\":null}}";
+    if (request->is_streaming) {
+        buf_t event;
+        buf_init(&event);
+        buf_printf(&event, "data: %s\n\n", text);
+        request_stream_write(request, event.data, event.length);
+        buf_free(&event);
+        request_stream_end(request);
+    } else {
+        request_reply_json(request, status, text, strlen(text));
+        request->status = status;
+    }
+    free(body);
+}
+
+void request_stream_start(request_t *request)
+{
+    request->status = 200;
+    request->is_streaming = true;
+    if (request->http == NULL)
+        return;
+    request_add_header(request, "content-type", "text/event-stream");
+    request_add_header(request, "cache-control", "no-cache");
+    request_add_header(request, "x-accel-buffering", "no");
+    if (request->worker->is_draining)
+        request_add_header(request, "connection", "close");
+    request->first_byte_us = clock_monotonic_us();
+    evhttp_send_reply_start(request->http, 200, NULL);
+}
+
+void request_stream_write(request_t *request, const char *bytes, size_t length)
+{
+    if (request->http == NULL || length == 0)
+        return;
+    struct evbuffer *buffer = evbuffer_new();
+    if (buffer == NULL)
+        return;
+    if (evbuffer_add(buffer, bytes, length) == 0) {
+        evhttp_send_reply_chunk(request->http, buffer);
+        request->bytes_out += length;
+    }
+    evbuffer_free(buffer);
+}
+
+void request_stream_end(request_t *request)
+{
+    if (request->has_replied)
+        return;
+    struct evhttp_request *http = request->http;
+    detach_client(request);
+    request->http = NULL;
+    if (http != NULL)
+        evhttp_send_reply_end(http);
+}

@@ -1,0 +1,114 @@
+/* buf.c — growable byte buffer (see buf.h). */
+#include "sluice/util/buf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void buf_init(buf_t *buffer)
+{
+    buffer->data = NULL;
+    buffer->length = 0;
+    buffer->capacity = 0;
+}
+
+void buf_free(buf_t *buffer)
+{
+    free(buffer->data);
+    buf_init(buffer);
+}
+
+void buf_clear(buf_t *buffer)
+{
+    buffer->length = 0;
+    if (buffer->data != NULL)
+        buffer->data[0] = '\0';
+}
+
+int buf_reserve(buf_t *buffer, size_t extra)
+{
+    size_t needed = buffer->length + extra + 1;
+    if (needed <= buffer->capacity)
+        return 0;
+    size_t capacity = buffer->capacity ? buffer->capacity : 256;
+    while (capacity < needed)
+        capacity *= 2;
+    char *data = realloc(buffer->data, capacity);
+    if (data == NULL)
+        return -1;
+    buffer->data = data;
+    buffer->capacity = capacity;
+    return 0;
+}
+
+int buf_append(buf_t *buffer, const void *bytes, size_t length)
+{
+    if (buf_reserve(buffer, length) != 0)
+        return -1;
+    if (length > 0)
+        memcpy(buffer->data + buffer->length, bytes, length);
+    buffer->length += length;
+    buffer->data[buffer->length] = '\0';
+    return 0;
+}
+
+int buf_append_str(buf_t *buffer, const char *text) { return buf_append(buffer, text, strlen(text)); }
+
+int buf_append_char(buf_t *buffer, char character) { return buf_append(buffer, &character, 1); }
+
+int buf_printf(buf_t *buffer, const char *format, ...)
+{
+    va_list args;
+    va_start(args, format);
+    int length = vsnprintf(NULL, 0, format, args);
+    va_end(args);
+    if (length < 0 || buf_reserve(buffer, (size_t)length) != 0)
+        return -1;
+    va_start(args, format);
+    vsnprintf(buffer->data + buffer->length, (size_t)length + 1, format, args);
+    va_end(args);
+    buffer->length += (size_t)length;
+    return 0;
+}
+
+int buf_append_json_escaped(buf_t *buffer, const char *text, size_t length)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (buf_reserve(buffer, length + 8) != 0)
+        return -1;
+    for (size_t i = 0; i < length; i++) {
+        unsigned char c = (unsigned char)text[i];
+        char escape[7];
+        size_t escape_length = 0;
+        switch (c) {
+        case '"': escape_length = 2; memcpy(escape, "\\\"", 2); break;
+        case '\\': escape_length = 2; memcpy(escape, "\\\\", 2); break;
+        case '\n': escape_length = 2; memcpy(escape, "\\n", 2); break;
+        case '\r': escape_length = 2; memcpy(escape, "\\r", 2); break;
+        case '\t': escape_length = 2; memcpy(escape, "\\t", 2); break;
+        default:
+            if (c < 0x20) {
+                memcpy(escape, "\\u00", 4);
+                escape[4] = hex[c >> 4];
+                escape[5] = hex[c & 15];
+                escape_length = 6;
+            }
+        }
+        int rc = escape_length ? buf_append(buffer, escape, escape_length) : buf_append_char(buffer, (char)c);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+void buf_consume(buf_t *buffer, size_t count)
+{
+    if (count >= buffer->length) {
+        buf_clear(buffer);
+        return;
+    }
+    memmove(buffer->data, buffer->data + count, buffer->length - count);
+    buffer->length -= count;
+    buffer->data[buffer->length] = '\0';
+}
