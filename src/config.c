@@ -546,6 +546,25 @@ static int parse_string_list(loader_t *loader, yaml_node_t *node, const char *pa
     return 0;
 }
 
+/* A key's allow-list names configured models, provider/model names, or "*". */
+static int parse_key_models(loader_t *loader, yaml_node_t *node, const char *path, key_config_t *key)
+{
+    if (parse_string_list(loader, node, path, &key->models, &key->model_count) != 0)
+        return -1;
+    const config_t *config = loader->config;
+    for (size_t i = 0; i < key->model_count; i++) {
+        const char *model = key->models[i];
+        const char *slash = strchr(model, '/');
+        if (strcmp(model, "*") == 0 || config_find_model(config, model) != NULL ||
+            (slash != NULL && config_find_provider(config, model, (size_t)(slash - model)) != NULL))
+            continue;
+        yaml_node_t *item = node_at(loader, node->data.sequence.items.start[i]);
+        fail(loader, item, path, "unknown model '%s' (not under models:)", model);
+        return -1;
+    }
+    return 0;
+}
+
 static int key_secret_from(loader_t *loader, yaml_node_t *value, const char *path, key_config_t *key, int is_hash)
 {
     char *text = scalar_string(loader, value, path);
@@ -590,7 +609,7 @@ static int parse_key(loader_t *loader, yaml_node_t *node, const char *path, key_
         } else if (strcmp(name, "team") == 0)
             rc = (key->team = scalar_string(loader, value, item_path)) ? 0 : -1;
         else if (strcmp(name, "models") == 0)
-            rc = parse_string_list(loader, value, item_path, &key->models, &key->model_count);
+            rc = parse_key_models(loader, value, item_path, key);
         else if (strcmp(name, "rpm") == 0)
             rc = scalar_long(loader, value, item_path, 0, LONG_MAX, &key->rpm);
         else if (strcmp(name, "tpm") == 0)
@@ -661,26 +680,6 @@ static int parse_logging(loader_t *loader, yaml_node_t *node)
     return 0;
 }
 
-/* Cross-section checks that need every section parsed first. */
-static int validate_references(loader_t *loader, yaml_node_t *root)
-{
-    config_t *config = loader->config;
-    for (size_t i = 0; i < config->key_count; i++) {
-        key_config_t *key = &config->keys[i];
-        for (size_t j = 0; j < key->model_count; j++) {
-            const char *model = key->models[j];
-            const char *slash = strchr(model, '/');
-            if (config_find_model(config, model) == NULL &&
-                (slash == NULL || config_find_provider(config, model, (size_t)(slash - model)) == NULL) &&
-                strcmp(model, "*") != 0) {
-                fail(loader, root, "keys", "key '%s' allows unknown model '%s'", key->name, model);
-                return -1;
-            }
-        }
-    }
-    return 0;
-}
-
 static int parse_root(loader_t *loader, yaml_node_t *root)
 {
     static const char *const sections[] = {"server",  "providers", "models",  "pricing", "keys",
@@ -720,9 +719,13 @@ static int parse_root(loader_t *loader, yaml_node_t *root)
             rc = parse_models(loader, value), has_models = 1;
         else if (strcmp(section, "pricing") == 0)
             rc = parse_pricing(loader, value);
-        else if (strcmp(section, "keys") == 0)
-            rc = parse_keys(loader, value);
         if (rc != 0)
+            return -1;
+    }
+    /* keys name models, so they come last. */
+    FOR_EACH_PAIR(loader, root, pair)
+    {
+        if (strcmp(key_text(loader, pair), "keys") == 0 && parse_keys(loader, node_at(loader, pair->value)) != 0)
             return -1;
     }
     if (!has_providers || loader->config->provider_count == 0) {
@@ -731,7 +734,7 @@ static int parse_root(loader_t *loader, yaml_node_t *root)
     }
     if (!has_models)
         log_warn("no models configured: clients can only name provider/model");
-    return validate_references(loader, root);
+    return 0;
 }
 
 /* ---- public API --------------------------------------------------------- */

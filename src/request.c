@@ -6,8 +6,12 @@
  * any moment and evhttp frees its request object when it does. */
 #include "sluice/request.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <event2/http.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,11 +22,52 @@
 #include "sluice/util/clock.h"
 #include "sluice/worker.h"
 
+static void stop_watching_client(request_t *request)
+{
+    if (request->client_watch != NULL) {
+        event_free(request->client_watch);
+        request->client_watch = NULL;
+    }
+}
+
+/* evhttp stops reading a connection once it has read a request, so it would
+ * not notice a client that hangs up while we wait for the upstream; a
+ * non-streaming call would then run (and be paid for) to its end. We watch the
+ * socket ourselves and peek: end-of-file means the client has gone. */
+static void on_client_readable(evutil_socket_t fd, short what, void *argument)
+{
+    (void)what;
+    request_t *request = argument;
+    char byte;
+    ssize_t got = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        event_add(request->client_watch, NULL);
+        return;
+    }
+    stop_watching_client(request);
+    if (got > 0 || request->connection == NULL)
+        return; /* a pipelined request: the client is alive, evhttp will read it later */
+    /* Freeing the connection runs on_client_close, which ends the request. */
+    evhttp_connection_free(request->connection);
+}
+
+static void watch_client(request_t *request)
+{
+    struct bufferevent *events = request->connection ? evhttp_connection_get_bufferevent(request->connection) : NULL;
+    evutil_socket_t fd = events ? bufferevent_getfd(events) : -1;
+    if (fd < 0)
+        return;
+    request->client_watch = event_new(request->worker->base, fd, EV_READ, on_client_readable, request);
+    if (request->client_watch != NULL && event_add(request->client_watch, NULL) != 0)
+        stop_watching_client(request);
+}
+
 static void on_client_close(struct evhttp_connection *connection, void *argument)
 {
     (void)connection;
     request_t *request = argument;
     request->is_client_gone = true;
+    stop_watching_client(request);
     request->http = NULL;
     request->connection = NULL;
     upstream_cancel(request); /* finishes and frees the request if a transfer was running */
@@ -47,6 +92,7 @@ request_t *request_new(struct worker *worker, struct evhttp_request *http, endpo
     atomic_fetch_add(&worker->in_flight, 1);
     if (request->connection != NULL)
         evhttp_connection_set_closecb(request->connection, on_client_close, request);
+    watch_client(request);
     request_add_header(request, "x-sluice-request-id", request->id);
     request->user = arena_strdup(&request->arena, request_header(request, "x-sluice-user"));
     request->feature = arena_strdup(&request->arena, request_header(request, "x-sluice-feature"));
@@ -56,6 +102,7 @@ request_t *request_new(struct worker *worker, struct evhttp_request *http, endpo
 
 void request_free(request_t *request)
 {
+    stop_watching_client(request);
     if (request->connection != NULL)
         evhttp_connection_set_closecb(request->connection, NULL, NULL);
     atomic_fetch_sub(&request->worker->in_flight, 1);
@@ -86,6 +133,7 @@ void request_add_header(request_t *request, const char *name, const char *value)
 static void detach_client(request_t *request)
 {
     request->has_replied = true;
+    stop_watching_client(request);
     if (request->connection != NULL)
         evhttp_connection_set_closecb(request->connection, NULL, NULL);
     request->connection = NULL;

@@ -9,6 +9,7 @@
 #include "sluice/log.h"
 #include "sluice/pipeline.h"
 #include "sluice/provider.h"
+#include "sluice/server.h"
 #include "sluice/upstream_pool.h"
 #include "sluice/worker.h"
 
@@ -147,6 +148,7 @@ static size_t on_body(char *data, size_t size, size_t count, void *argument)
 static void reply_transport_error(upstream_transfer_t *transfer, CURLcode result)
 {
     request_t *request = transfer->request;
+    add_route_headers(request);
     const char *name = request->provider->name;
     if (transfer->is_timed_out || result == CURLE_OPERATION_TIMEDOUT) {
         const char *what = transfer->is_timed_out ? (transfer->has_headers ? "idle gap" : "first byte") : "total";
@@ -299,7 +301,10 @@ static stage_result_t upstream_on_request(request_t *request)
         return STAGE_ERROR;
     }
     configure_easy(transfer);
-    if (upstream_pool_add(transfer->pool, transfer->easy, transfer_done, transfer) != 0) {
+    const provider_config_t *provider = request->provider;
+    int workers = request->worker->server->worker_count;
+    int limit = (provider->max_connections + workers - 1) / workers; /* the provider's share on this worker */
+    if (upstream_pool_add(transfer->pool, transfer->easy, provider->name, limit, transfer_done, transfer) != 0) {
         transfer_free(transfer);
         return STAGE_ERROR;
     }

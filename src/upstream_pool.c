@@ -3,7 +3,9 @@
 #include "sluice/upstream_pool.h"
 
 #include <event2/event.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "sluice/log.h"
 
@@ -15,10 +17,23 @@ typedef struct pool_socket {
     upstream_pool_t *pool;
 } pool_socket_t;
 
-/* Owner: the pool; set as the easy handle's CURLOPT_PRIVATE while it runs. */
+/* Owner: the pool; transfers to one provider, for its connection limit. */
+typedef struct pool_group {
+    struct pool_group *next;
+    char *name;
+    int running;
+    struct pool_transfer *waiting_head;
+    struct pool_transfer *waiting_tail;
+} pool_group_t;
+
+/* Owner: the pool; set as the easy handle's CURLOPT_PRIVATE while it waits or runs. */
 typedef struct pool_transfer {
     upstream_done_t done;
     void *argument;
+    CURL *easy;
+    pool_group_t *group;
+    struct pool_transfer *next_waiting;
+    bool is_running;
 } pool_transfer_t;
 
 struct upstream_pool {
@@ -28,7 +43,39 @@ struct upstream_pool {
     CURL *free_list[POOL_FREE_LIST_MAX];
     int free_count;
     long running;
+    pool_group_t *groups;
 };
+
+static int pool_start(upstream_pool_t *pool, pool_transfer_t *transfer)
+{
+    if (curl_multi_add_handle(pool->multi, transfer->easy) != CURLM_OK)
+        return -1;
+    transfer->is_running = true;
+    transfer->group->running++;
+    pool->running++;
+    return 0;
+}
+
+/* A running transfer left: its slot goes to the longest-waiting one. */
+static void pool_release_slot(upstream_pool_t *pool, pool_group_t *group)
+{
+    group->running--;
+    pool->running--;
+    while (group->waiting_head != NULL) {
+        pool_transfer_t *next = group->waiting_head;
+        group->waiting_head = next->next_waiting;
+        if (group->waiting_head == NULL)
+            group->waiting_tail = NULL;
+        if (pool_start(pool, next) == 0)
+            return;
+        /* could not start it: report the failure through its own callback */
+        curl_easy_setopt(next->easy, CURLOPT_PRIVATE, NULL);
+        upstream_done_t done = next->done;
+        void *argument = next->argument;
+        free(next);
+        done(argument, CURLE_FAILED_INIT);
+    }
+}
 
 static void pool_check_done(upstream_pool_t *pool)
 {
@@ -42,14 +89,15 @@ static void pool_check_done(upstream_pool_t *pool)
         pool_transfer_t *transfer = NULL;
         curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&transfer);
         curl_multi_remove_handle(pool->multi, easy);
-        pool->running--;
-        if (transfer != NULL) {
-            upstream_done_t done = transfer->done;
-            void *argument = transfer->argument;
-            free(transfer);
-            curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
-            done(argument, result);
-        }
+        if (transfer == NULL)
+            continue;
+        pool_group_t *group = transfer->group;
+        upstream_done_t done = transfer->done;
+        void *argument = transfer->argument;
+        free(transfer);
+        curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
+        done(argument, result);
+        pool_release_slot(pool, group);
     }
 }
 
@@ -146,6 +194,12 @@ void upstream_pool_free(upstream_pool_t *pool)
         curl_easy_cleanup(pool->free_list[i]);
     if (pool->multi != NULL)
         curl_multi_cleanup(pool->multi); /* closes cached connections; sockets are removed via the callback */
+    while (pool->groups != NULL) {
+        pool_group_t *next = pool->groups->next;
+        free(pool->groups->name);
+        free(pool->groups);
+        pool->groups = next;
+    }
     if (pool->timer != NULL)
         event_free(pool->timer);
     free(pool);
@@ -171,20 +225,46 @@ void upstream_pool_release(upstream_pool_t *pool, CURL *easy)
         curl_easy_cleanup(easy);
 }
 
-int upstream_pool_add(upstream_pool_t *pool, CURL *easy, upstream_done_t done, void *argument)
+static pool_group_t *pool_group(upstream_pool_t *pool, const char *name)
 {
-    pool_transfer_t *transfer = malloc(sizeof *transfer);
+    for (pool_group_t *group = pool->groups; group != NULL; group = group->next)
+        if (strcmp(group->name, name) == 0)
+            return group;
+    pool_group_t *group = calloc(1, sizeof *group);
+    if (group == NULL || (group->name = strdup(name)) == NULL) {
+        free(group);
+        return NULL;
+    }
+    group->next = pool->groups;
+    pool->groups = group;
+    return group;
+}
+
+int upstream_pool_add(upstream_pool_t *pool, CURL *easy, const char *group_name, int limit, upstream_done_t done,
+                      void *argument)
+{
+    pool_group_t *group = pool_group(pool, group_name);
+    pool_transfer_t *transfer = group ? calloc(1, sizeof *transfer) : NULL;
     if (transfer == NULL)
         return -1;
     transfer->done = done;
     transfer->argument = argument;
+    transfer->easy = easy;
+    transfer->group = group;
     curl_easy_setopt(easy, CURLOPT_PRIVATE, transfer);
-    if (curl_multi_add_handle(pool->multi, easy) != CURLM_OK) {
-        curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
-        free(transfer);
-        return -1;
+    if (group->running < limit) {
+        if (pool_start(pool, transfer) != 0) {
+            curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
+            free(transfer);
+            return -1;
+        }
+        return 0;
     }
-    pool->running++;
+    if (group->waiting_tail != NULL)
+        group->waiting_tail->next_waiting = transfer;
+    else
+        group->waiting_head = transfer;
+    group->waiting_tail = transfer;
     return 0;
 }
 
@@ -194,10 +274,26 @@ void upstream_pool_remove(upstream_pool_t *pool, CURL *easy)
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&transfer);
     if (transfer == NULL)
         return; /* already finished */
-    free(transfer);
     curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
-    curl_multi_remove_handle(pool->multi, easy);
-    pool->running--;
+    pool_group_t *group = transfer->group;
+    if (transfer->is_running) {
+        curl_multi_remove_handle(pool->multi, easy);
+        free(transfer);
+        pool_release_slot(pool, group);
+        return;
+    }
+    pool_transfer_t **link = &group->waiting_head;
+    pool_transfer_t *previous = NULL;
+    while (*link != NULL && *link != transfer) {
+        previous = *link;
+        link = &(*link)->next_waiting;
+    }
+    if (*link == transfer) {
+        *link = transfer->next_waiting;
+        if (group->waiting_tail == transfer)
+            group->waiting_tail = previous;
+    }
+    free(transfer);
 }
 
 long upstream_pool_running(const upstream_pool_t *pool) { return pool->running; }

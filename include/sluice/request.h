@@ -24,6 +24,7 @@
 struct evhttp_request;
 struct evhttp_connection;
 struct evbuffer;
+struct event;
 struct worker;
 struct upstream_transfer;
 
@@ -39,6 +40,7 @@ typedef struct request {
     struct worker *worker;
     struct evhttp_request *http;         /* NULL once the client has gone */
     struct evhttp_connection *connection; /* NULL once the client has gone */
+    struct event *client_watch;          /* notices a hang-up while no reply is being written */
     config_t *config;                    /* pinned snapshot */
     arena_t arena;
     char id[32];

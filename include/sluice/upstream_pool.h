@@ -23,9 +23,11 @@ void upstream_pool_free(upstream_pool_t *pool);
 /* A reset easy handle, or NULL. Give it back with upstream_pool_release. */
 CURL *upstream_pool_acquire(upstream_pool_t *pool);
 void upstream_pool_release(upstream_pool_t *pool, CURL *easy);
-/* Starts the transfer. Returns 0 or -1. */
-int upstream_pool_add(upstream_pool_t *pool, CURL *easy, upstream_done_t done, void *argument);
-/* Cancels a running transfer; its done callback will not be called. */
+/* Starts the transfer, or queues it while group_name (a provider) already has
+ * limit transfers running on this pool. Returns 0 or -1. */
+int upstream_pool_add(upstream_pool_t *pool, CURL *easy, const char *group_name, int limit, upstream_done_t done,
+                      void *argument);
+/* Cancels a running or queued transfer; its done callback will not be called. */
 void upstream_pool_remove(upstream_pool_t *pool, CURL *easy);
 /* Number of transfers running. */
 long upstream_pool_running(const upstream_pool_t *pool);

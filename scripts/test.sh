@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# test.sh — builds Sluice and runs every test: unit (Criterion), integration
+# (the real binary against the mock over loopback), SDK compatibility (the
+# official openai npm package), then all of it again under AddressSanitizer +
+# UndefinedBehaviorSanitizer. Exits non-zero on the first failing suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+run_suites() { # BUILD_DIR LABEL
+    local dir=$1 label=$2
+    echo "== [$label] unit tests"
+    (cd "$dir" && ctest --output-on-failure -j2)
+    echo "== [$label] integration and SDK compatibility tests"
+    SLUICE_BIN="$PWD/$dir/sluice" SLUICE_MOCK_BIN="$PWD/$dir/sluice-mock" tests/run-node-tests.sh
+}
+
+echo "== build (RelWithDebInfo)"
+scripts/build.sh build
+run_suites build release
+
+echo "== build (AddressSanitizer + UndefinedBehaviorSanitizer)"
+scripts/build.sh build-asan -DSLUICE_SANITIZE=ON
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=23
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export LSAN_OPTIONS=suppressions="$PWD/tests/lsan.supp"
+run_suites build-asan sanitizers
+
+echo "== all tests passed"
