@@ -5,6 +5,7 @@
 #include <event2/http.h>
 #include <string.h>
 
+#include "sluice/metrics.h"
 #include "sluice/pipeline.h"
 #include "sluice/server.h"
 #include "sluice/worker.h"
@@ -38,6 +39,22 @@ static void reply_plain_json(struct evhttp_request *http, int status, const char
     evhttp_add_header(evhttp_request_get_output_headers(http), "content-type", "application/json");
     evhttp_send_reply(http, status, NULL, buffer);
     evbuffer_free(buffer);
+}
+
+static void handle_metrics(struct evhttp_request *http, worker_t *worker)
+{
+    buf_t text;
+    buf_init(&text);
+    struct evbuffer *buffer = evbuffer_new();
+    if (buffer == NULL || metrics_render(worker->server, &text) != 0 || evbuffer_add(buffer, text.data, text.length)) {
+        evhttp_send_error(http, 500, NULL);
+    } else {
+        evhttp_add_header(evhttp_request_get_output_headers(http), "content-type", "text/plain; version=0.0.4");
+        evhttp_send_reply(http, 200, NULL, buffer);
+    }
+    if (buffer != NULL)
+        evbuffer_free(buffer);
+    buf_free(&text);
 }
 
 static void handle_ready(struct evhttp_request *http, worker_t *worker)
@@ -88,6 +105,10 @@ void frontend_handle(struct evhttp_request *http, void *argument)
     }
     if (length == 7 && memcmp(uri, "/readyz", 7) == 0) {
         handle_ready(http, worker);
+        return;
+    }
+    if (length == 8 && memcmp(uri, "/metrics", 8) == 0) {
+        handle_metrics(http, worker);
         return;
     }
     int is_wrong_method = 0;

@@ -8,6 +8,7 @@
 
 static const stage_t *const stages[] = {
     &stage_access_log, /* completion only: runs last, sees the final outcome */
+    &stage_metrics,    /* completion only: counters and latency histograms */
     &stage_parse,      /* body limits, JSON, field validation */
     &stage_auth,       /* virtual key, model allow-list */
     &stage_router,     /* model name → provider + upstream model */

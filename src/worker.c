@@ -7,6 +7,7 @@
 
 #include "sluice/frontend.h"
 #include "sluice/log.h"
+#include "sluice/metrics.h"
 #include "sluice/server.h"
 #include "sluice/upstream_pool.h"
 #include "sluice/util/crypto.h"
@@ -48,8 +49,9 @@ int worker_init(worker_t *worker, struct server *server, int index, int listen_f
         return -1;
     worker->http = evhttp_new(worker->base);
     worker->pool = upstream_pool_new(worker->base);
+    worker->metrics = metrics_new();
     worker->command_event = event_new(worker->base, -1, 0, worker_on_command, worker);
-    if (worker->http == NULL || worker->pool == NULL || worker->command_event == NULL)
+    if (worker->http == NULL || worker->pool == NULL || worker->metrics == NULL || worker->command_event == NULL)
         return -1;
     config_t *config = server_config(server);
     /* evhttp's own limit is a memory backstop above max_body_bytes: bodies in
@@ -90,6 +92,7 @@ void worker_free(worker_t *worker)
     if (worker->http != NULL)
         evhttp_free(worker->http);
     upstream_pool_free(worker->pool);
+    metrics_free(worker->metrics);
     if (worker->command_event != NULL)
         event_free(worker->command_event);
     if (worker->base != NULL)

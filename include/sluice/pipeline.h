@@ -21,6 +21,7 @@ typedef struct stage {
 
 /* The stages, each defined in the file named after it. */
 extern const stage_t stage_access_log; /* access_log.c */
+extern const stage_t stage_metrics;    /* metrics.c */
 extern const stage_t stage_parse;      /* parse.c */
 extern const stage_t stage_auth;       /* auth.c */
 extern const stage_t stage_router;     /* router.c */

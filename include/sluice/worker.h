@@ -21,6 +21,7 @@ struct evhttp;
 struct evhttp_bound_socket;
 struct server;
 struct upstream_pool;
+struct metrics;
 
 /* Owner: server_t.workers. */
 typedef struct worker {
@@ -32,6 +33,7 @@ typedef struct worker {
     struct evhttp_bound_socket *bound;
     int listen_fd;
     struct upstream_pool *pool;
+    struct metrics *metrics;     /* this worker's shard */
     struct event *command_event; /* wakes the loop for commands from the main thread */
     atomic_int pending_command;
     atomic_long in_flight;       /* open requests, read by the main thread while draining */
