@@ -62,6 +62,7 @@ static const char *endpoint_name(endpoint_t endpoint)
     case ENDPOINT_COMPLETIONS: return "completions";
     case ENDPOINT_EMBEDDINGS: return "embeddings";
     case ENDPOINT_MODELS: return "models";
+    case ENDPOINT_NONE: return "none";
     }
     return "unknown";
 }

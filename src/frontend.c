@@ -59,7 +59,7 @@ static void handle_metrics(struct evhttp_request *http, worker_t *worker)
 
 static void handle_ready(struct evhttp_request *http, worker_t *worker)
 {
-    if (worker->is_draining || !worker->server->is_ready) {
+    if (worker->is_draining || !atomic_load(&worker->server->is_ready)) {
         reply_plain_json(http, 503, "{\"status\":\"draining\"}");
         return;
     }
@@ -75,7 +75,7 @@ static size_t path_length(const char *uri)
 
 static void handle_unrouted(struct evhttp_request *http, worker_t *worker, const char *uri, int is_wrong_method)
 {
-    request_t *request = request_new(worker, http, ENDPOINT_MODELS);
+    request_t *request = request_new(worker, http, ENDPOINT_NONE);
     if (request == NULL) {
         evhttp_send_error(http, 500, NULL);
         return;

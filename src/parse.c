@@ -269,7 +269,8 @@ int parse_validate(endpoint_t endpoint, const json_t *body, char *message, size_
     case ENDPOINT_COMPLETIONS:
         return check_text_input(&check, body, "prompt", 0) || check_sampling(&check, body) ? -1 : 0;
     case ENDPOINT_EMBEDDINGS: return check_embeddings(&check, body);
-    case ENDPOINT_MODELS: return 0;
+    case ENDPOINT_MODELS:
+    case ENDPOINT_NONE: return 0;
     }
     return 0;
 }

@@ -139,7 +139,7 @@ static void start_drain(server_loop_t *loop)
     log_info("draining: no new connections, waiting up to %ld ms for %ld open requests", timeout_ms,
              total_in_flight(server));
     loop->is_draining = true;
-    server->is_ready = false;
+    atomic_store(&server->is_ready, false);
     for (int i = 0; i < server->worker_count; i++)
         worker_command(&server->workers[i], WORKER_COMMAND_DRAIN);
     loop->drain_deadline_us = clock_monotonic_us() + (uint64_t)timeout_ms * 1000u;
@@ -229,7 +229,7 @@ int server_run(const char *config_path, config_t *config)
     loop.drain_timer = loop.base ? event_new(loop.base, -1, EV_PERSIST, on_drain_tick, &loop) : NULL;
     int exit_code = 1;
     if (loop.drain_timer != NULL && start_workers(&server, config) == 0) {
-        server.is_ready = true;
+        atomic_store(&server.is_ready, true);
         log_info("sluice %s listening on %s:%d with %d workers (%zu providers, %zu models, %zu keys)", SLUICE_VERSION,
                  config->server.listen_host, config->server.listen_port, server.worker_count,
                  config->provider_count, config->model_count, config->key_count);

@@ -33,6 +33,7 @@ typedef enum {
     ENDPOINT_COMPLETIONS,
     ENDPOINT_EMBEDDINGS,
     ENDPOINT_MODELS,
+    ENDPOINT_NONE, /* an unknown path, answered with 404/405 */
 } endpoint_t;
 
 /* Owner: the worker that accepted it; freed by pipeline_finish(). */

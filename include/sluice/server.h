@@ -8,6 +8,7 @@
 #define SLUICE_SERVER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "sluice/config.h"
@@ -20,7 +21,7 @@ typedef struct server {
     pthread_mutex_t config_lock;
     worker_t *workers;
     int worker_count;
-    bool is_ready;
+    atomic_bool is_ready; /* read by workers for /readyz */
 } server_t;
 
 /* Runs until SIGTERM/SIGINT and the drain complete. Takes ownership of config.

@@ -18,6 +18,7 @@ const char *provider_openai_path(endpoint_t endpoint)
     case ENDPOINT_COMPLETIONS: return "/completions";
     case ENDPOINT_EMBEDDINGS: return "/embeddings";
     case ENDPOINT_MODELS: return "/models";
+    case ENDPOINT_NONE: break;
     }
     return "/";
 }
