@@ -36,6 +36,7 @@ typedef struct upstream_transfer {
     buf_t response;    /* complete body (non-stream or error) */
     buf_t out;         /* translated stream bytes from one read */
     sse_parser_t sse;
+    void *stream_state; /* the adapter's, stream_state_size bytes */
 } upstream_transfer_t;
 
 static void transfer_free(upstream_transfer_t *transfer)
@@ -48,6 +49,9 @@ static void transfer_free(upstream_transfer_t *transfer)
     buf_free(&transfer->response);
     buf_free(&transfer->out);
     sse_parser_free(&transfer->sse);
+    if (transfer->stream_state != NULL && transfer->adapter->free_state != NULL)
+        transfer->adapter->free_state(transfer->stream_state);
+    free(transfer->stream_state);
     free(transfer);
 }
 
@@ -66,10 +70,9 @@ static void add_route_headers(request_t *request)
 
 /* ---- relaying the reply ------------------------------------------------- */
 
-static int on_stream_event(void *argument, const sse_event_t *event)
+/* Notes what an adapter said about the stream; returns -1 to abort it. */
+static int note_stream_result(upstream_transfer_t *transfer, int result)
 {
-    upstream_transfer_t *transfer = argument;
-    int result = transfer->adapter->translate_event(transfer->request, event, &transfer->out);
     if (result == PROVIDER_EVENT_FAILED)
         return -1;
     if (result == PROVIDER_EVENT_ERROR)
@@ -77,6 +80,34 @@ static int on_stream_event(void *argument, const sse_event_t *event)
     if (result == PROVIDER_EVENT_DONE)
         transfer->has_stream_done = true;
     return 0;
+}
+
+static int on_stream_event(void *argument, const sse_event_t *event)
+{
+    upstream_transfer_t *transfer = argument;
+    int result = transfer->adapter->translate_event(transfer->request, transfer->stream_state, event, &transfer->out);
+    return note_stream_result(transfer, result);
+}
+
+/* Feeds received bytes to the adapter's decoder: its own, or the SSE parser. */
+static int feed_stream(upstream_transfer_t *transfer, const char *data, size_t length)
+{
+    const provider_adapter_t *adapter = transfer->adapter;
+    if (adapter->feed_stream != NULL)
+        return note_stream_result(transfer, adapter->feed_stream(transfer->request, transfer->stream_state, data,
+                                                                 length, &transfer->out));
+    return sse_parser_feed(&transfer->sse, data, length, on_stream_event, transfer) == 0 ? 0 : -1;
+}
+
+/* The upstream ended cleanly: flush what the decoder holds and what the adapter still owes. */
+static void end_stream_decoding(upstream_transfer_t *transfer)
+{
+    const provider_adapter_t *adapter = transfer->adapter;
+    if (adapter->feed_stream == NULL && sse_parser_finish(&transfer->sse, on_stream_event, transfer) != 0)
+        return;
+    if (!transfer->has_stream_done && !transfer->has_stream_error && adapter->finish_stream != NULL)
+        note_stream_result(transfer, adapter->finish_stream(transfer->request, transfer->stream_state,
+                                                             &transfer->out));
 }
 
 static void flush_stream(upstream_transfer_t *transfer)
@@ -119,7 +150,8 @@ static void on_first_byte(upstream_transfer_t *transfer)
     request_t *request = transfer->request;
     transfer->has_headers = true;
     curl_easy_getinfo(transfer->easy, CURLINFO_RESPONSE_CODE, &transfer->status);
-    if (transfer->status >= 200 && transfer->status < 300 && transfer->is_event_stream && request->is_stream)
+    bool is_stream_reply = transfer->adapter->feed_stream != NULL || transfer->is_event_stream;
+    if (transfer->status >= 200 && transfer->status < 300 && is_stream_reply && request->is_stream)
         start_stream(transfer);
 }
 
@@ -138,7 +170,7 @@ static size_t on_body(char *data, size_t size, size_t count, void *argument)
             return 0;
         return length;
     }
-    int rc = sse_parser_feed(&transfer->sse, data, length, on_stream_event, transfer);
+    int rc = feed_stream(transfer, data, length);
     flush_stream(transfer);
     return rc == 0 ? length : 0;
 }
@@ -168,8 +200,8 @@ static void finish_stream(upstream_transfer_t *transfer, CURLcode result)
 {
     request_t *request = transfer->request;
     if (result == CURLE_OK && !transfer->is_timed_out) {
-        if (sse_parser_finish(&transfer->sse, on_stream_event, transfer) == 0)
-            flush_stream(transfer);
+        end_stream_decoding(transfer);
+        flush_stream(transfer);
         if (transfer->has_stream_error)
             request->error_type = "upstream_stream_error";
         request_stream_end(request);
@@ -294,6 +326,10 @@ static stage_result_t upstream_on_request(request_t *request)
     buf_init(&transfer->response);
     buf_init(&transfer->out);
     sse_parser_init(&transfer->sse, MAX_EVENT_BYTES);
+    if (adapter->stream_state_size > 0 && (transfer->stream_state = calloc(1, adapter->stream_state_size)) == NULL) {
+        transfer_free(transfer);
+        return STAGE_ERROR;
+    }
     transfer->easy = upstream_pool_acquire(transfer->pool);
     transfer->timer = evtimer_new(request->worker->base, on_timeout, transfer);
     if (transfer->easy == NULL || transfer->timer == NULL || adapter->build_call(request, &transfer->call) != 0) {

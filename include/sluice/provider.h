@@ -35,16 +35,30 @@ enum { PROVIDER_EVENT_OK = 0, PROVIDER_EVENT_ERROR = 1, PROVIDER_EVENT_DONE = 2,
 
 typedef struct provider_adapter {
     const char *name;
-    /* Builds the HTTP call from request->body, ->upstream_model, ->provider. 0 or -1. */
+    /* Builds the HTTP call from request->body (OpenAI form), ->upstream_model,
+     * ->provider and ->is_stream. Returns 0 or -1. */
     int (*build_call)(request_t *request, provider_call_t *call);
-    /* Translates one upstream SSE event, appending OpenAI SSE bytes to out and
-     * recording usage in the request. Returns PROVIDER_EVENT_OK, _DONE (the
-     * stream's end marker was seen and forwarded), _ERROR (the upstream reported
-     * an error; out holds an OpenAI error event) or _FAILED (out of memory). */
-    int (*translate_event)(request_t *request, const sse_event_t *event, buf_t *out);
-    /* Translates a complete 2xx body. Sets *is_unchanged when body can be sent
-     * as is (out untouched). Records usage. Returns 0, or -1 when the body is not
-     * a valid response. */
+
+    /* Streaming. The upstream transfer allocates stream_state_size zeroed bytes
+     * of per-stream state for the adapter and frees them (after free_state, if
+     * set) when the transfer ends. Exactly one of translate_event (the upstream
+     * speaks SSE) and feed_stream (another framing, such as Bedrock's binary
+     * event stream) is set. Both append OpenAI SSE bytes ("data: {...}\n\n")
+     * to out, record usage in the request, and return PROVIDER_EVENT_OK, _DONE
+     * (the stream's end was seen and forwarded), _ERROR (the upstream reported
+     * an error; out holds an OpenAI error event) or _FAILED (malformed or out of
+     * memory: the transfer is aborted). */
+    size_t stream_state_size;
+    int (*translate_event)(request_t *request, void *state, const sse_event_t *event, buf_t *out);
+    int (*feed_stream)(request_t *request, void *state, const char *bytes, size_t length, buf_t *out);
+    /* Called when the upstream stream ended cleanly; appends what is still owed
+     * (a usage chunk, data: [DONE]) unless _DONE was already returned. May be NULL. */
+    int (*finish_stream)(request_t *request, void *state, buf_t *out);
+    void (*free_state)(void *state);
+
+    /* Translates a complete 2xx body into an OpenAI response in out, or sets
+     * *is_unchanged when the body can be sent as is. Records usage. Returns 0,
+     * or -1 when the body is not a valid response. */
     int (*translate_response)(request_t *request, const char *body, size_t length, buf_t *out,
                               bool *is_unchanged);
     /* Maps a non-2xx reply to an OpenAI error with a faithful status. */

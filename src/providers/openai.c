@@ -56,8 +56,9 @@ static int append_event(buf_t *out, const char *data, size_t length)
     return rc == 0 ? PROVIDER_EVENT_OK : PROVIDER_EVENT_FAILED;
 }
 
-static int openai_translate_event(request_t *request, const sse_event_t *event, buf_t *out)
+static int openai_translate_event(request_t *request, void *state, const sse_event_t *event, buf_t *out)
 {
+    (void)state;
     if (event->data_length == 6 && memcmp(event->data, "[DONE]", 6) == 0)
         return append_event(out, event->data, event->data_length) == PROVIDER_EVENT_OK ? PROVIDER_EVENT_DONE
                                                                                          : PROVIDER_EVENT_FAILED;
