@@ -17,6 +17,7 @@
 #include <yaml.h>
 
 #include "sluice/log.h"
+#include "sluice/provider.h"
 #include "sluice/util/crypto.h"
 
 /* Longest key path in a message, e.g. "models.smart.targets[1].provider". */
@@ -297,27 +298,103 @@ static int parse_provider_headers(loader_t *loader, yaml_node_t *node, const cha
     return 0;
 }
 
+static const char *const provider_type_names[] = {
+    [PROVIDER_OPENAI] = "openai", [PROVIDER_OPENAI_COMPATIBLE] = "openai-compatible",
+    [PROVIDER_ANTHROPIC] = "anthropic", [PROVIDER_GEMINI] = "gemini",
+    [PROVIDER_AZURE] = "azure", [PROVIDER_BEDROCK] = "bedrock",
+};
+
+const char *config_provider_type_name(provider_type_t type) { return provider_type_names[type]; }
+
 static int parse_provider_type(loader_t *loader, yaml_node_t *node, const char *path, provider_type_t *type)
 {
     char *text = scalar_string(loader, node, path);
     if (text == NULL)
         return -1;
-    int rc = 0;
-    if (strcmp(text, "openai") == 0)
-        *type = PROVIDER_OPENAI;
-    else if (strcmp(text, "openai-compatible") == 0)
-        *type = PROVIDER_OPENAI_COMPATIBLE;
-    else {
-        fail(loader, node, path, "unknown provider type '%s' (supported: openai, openai-compatible)", text);
-        rc = -1;
+    int rc = -1;
+    for (size_t i = 0; i < sizeof provider_type_names / sizeof provider_type_names[0]; i++) {
+        if (strcmp(text, provider_type_names[i]) == 0 && provider_adapter_for((provider_type_t)i) != NULL) {
+            *type = (provider_type_t)i;
+            rc = 0;
+        }
+    }
+    if (rc != 0) {
+        char supported[256] = "";
+        for (size_t i = 0; i < sizeof provider_type_names / sizeof provider_type_names[0]; i++) {
+            if (provider_adapter_for((provider_type_t)i) == NULL)
+                continue;
+            strncat(supported, supported[0] ? ", " : "", sizeof supported - strlen(supported) - 1);
+            strncat(supported, provider_type_names[i], sizeof supported - strlen(supported) - 1);
+        }
+        fail(loader, node, path, "unknown provider type '%s' (supported: %s)", text, supported);
     }
     free(text);
     return rc;
 }
 
+/* The documented endpoint of a provider type, used when base_url is absent. */
+static char *default_base_url(const provider_config_t *provider)
+{
+    char url[256];
+    switch (provider->type) {
+    case PROVIDER_OPENAI: return strdup("https://api.openai.com/v1");
+    case PROVIDER_ANTHROPIC: return strdup("https://api.anthropic.com");
+    case PROVIDER_GEMINI: return strdup("https://generativelanguage.googleapis.com");
+    case PROVIDER_BEDROCK:
+        if (provider->region == NULL)
+            return NULL;
+        snprintf(url, sizeof url, "https://bedrock-runtime.%s.amazonaws.com", provider->region);
+        return strdup(url);
+    default: return NULL;
+    }
+}
+
+/* Fills settings a provider type takes from the environment or defaults. */
+static int apply_provider_defaults(loader_t *loader, yaml_node_t *node, const char *path, provider_config_t *provider)
+{
+    struct {
+        char **slot;
+        const char *variable;
+    } from_environment[] = {
+        {&provider->region, "AWS_REGION"},
+        {&provider->access_key_id, "AWS_ACCESS_KEY_ID"},
+        {&provider->secret_access_key, "AWS_SECRET_ACCESS_KEY"},
+        {&provider->session_token, "AWS_SESSION_TOKEN"},
+        {&provider->api_key, "AWS_BEARER_TOKEN_BEDROCK"},
+    };
+    if (provider->type == PROVIDER_BEDROCK) {
+        for (size_t i = 0; i < sizeof from_environment / sizeof from_environment[0]; i++) {
+            const char *value = getenv(from_environment[i].variable);
+            if (*from_environment[i].slot == NULL && value != NULL && value[0] != '\0')
+                *from_environment[i].slot = strdup(value);
+        }
+        if (provider->region == NULL && provider->base_url == NULL) {
+            fail(loader, node, path, "bedrock needs 'region' (or AWS_REGION) or 'base_url'");
+            return -1;
+        }
+        if (provider->region == NULL)
+            provider->region = strdup("us-east-1");
+        if (provider->api_key == NULL && (provider->access_key_id == NULL || provider->secret_access_key == NULL)) {
+            fail(loader, node, path, "bedrock needs access_key_id and secret_access_key (or AWS_* variables), or api_key");
+            return -1;
+        }
+    }
+    if (provider->type == PROVIDER_AZURE && provider->api_version == NULL)
+        provider->api_version = strdup("2024-10-21");
+    if (provider->type == PROVIDER_ANTHROPIC && provider->anthropic_version == NULL)
+        provider->anthropic_version = strdup("2023-06-01");
+    if (provider->default_max_tokens == 0)
+        provider->default_max_tokens = 4096;
+    if (provider->base_url == NULL)
+        provider->base_url = default_base_url(provider);
+    return 0;
+}
+
 static int parse_provider(loader_t *loader, const char *name, yaml_node_t *node, provider_config_t *provider)
 {
-    static const char *const keys[] = {"type", "base_url", "api_key", "headers", "max_connections", "timeouts", NULL};
+    static const char *const keys[] = {"type", "base_url", "api_key", "headers", "max_connections", "timeouts",
+                                       "api_version", "anthropic_version", "default_max_tokens", "region",
+                                       "access_key_id", "secret_access_key", "session_token", NULL};
     char path[CONFIG_PATH_LENGTH];
     snprintf(path, sizeof path, "providers.%s", name);
     provider->name = strdup(name);
@@ -356,6 +433,18 @@ static int parse_provider(loader_t *loader, const char *name, yaml_node_t *node,
             provider->max_connections = (int)number;
         } else if (strcmp(key, "timeouts") == 0) {
             rc = parse_timeouts(loader, value, item_path, &provider->timeouts);
+        } else if (strcmp(key, "default_max_tokens") == 0) {
+            rc = scalar_long(loader, value, item_path, 1, 10000000, &provider->default_max_tokens);
+        } else {
+            char **slot = strcmp(key, "api_version") == 0         ? &provider->api_version
+                          : strcmp(key, "anthropic_version") == 0 ? &provider->anthropic_version
+                          : strcmp(key, "region") == 0            ? &provider->region
+                          : strcmp(key, "access_key_id") == 0     ? &provider->access_key_id
+                          : strcmp(key, "secret_access_key") == 0 ? &provider->secret_access_key
+                                                                  : &provider->session_token;
+            free(*slot);
+            *slot = scalar_string(loader, value, item_path);
+            rc = *slot ? 0 : -1;
         }
         if (rc != 0)
             return -1;
@@ -364,6 +453,12 @@ static int parse_provider(loader_t *loader, const char *name, yaml_node_t *node,
         fail(loader, node, path, "missing required key 'type'");
         return -1;
     }
+    if (provider->api_key != NULL && provider->api_key[0] == '\0') {
+        free(provider->api_key);
+        provider->api_key = NULL;
+    }
+    if (apply_provider_defaults(loader, node, path, provider) != 0)
+        return -1;
     if (provider->base_url == NULL || (strncmp(provider->base_url, "http://", 7) != 0 &&
                                        strncmp(provider->base_url, "https://", 8) != 0)) {
         fail(loader, node, path, "base_url is required and must start with http:// or https://");
@@ -372,10 +467,6 @@ static int parse_provider(loader_t *loader, const char *name, yaml_node_t *node,
     size_t length = strlen(provider->base_url);
     while (length > 0 && provider->base_url[length - 1] == '/')
         provider->base_url[--length] = '\0';
-    if (provider->api_key != NULL && provider->api_key[0] == '\0') {
-        free(provider->api_key);
-        provider->api_key = NULL;
-    }
     if (provider->type == PROVIDER_OPENAI && provider->api_key == NULL)
         log_warn("provider %s has no api_key; requests go upstream without credentials", provider->name);
     return 0;
@@ -857,6 +948,15 @@ static void config_free(config_t *config)
         if (provider->api_key)
             explicit_bzero(provider->api_key, strlen(provider->api_key));
         free(provider->api_key);
+        char *secrets[] = {provider->access_key_id, provider->secret_access_key, provider->session_token};
+        for (size_t j = 0; j < 3; j++) {
+            if (secrets[j])
+                explicit_bzero(secrets[j], strlen(secrets[j]));
+            free(secrets[j]);
+        }
+        free(provider->api_version);
+        free(provider->anthropic_version);
+        free(provider->region);
         free_string_array(provider->extra_headers, provider->extra_header_count);
     }
     for (size_t i = 0; i < config->model_count; i++) {

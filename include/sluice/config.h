@@ -15,7 +15,14 @@
 typedef enum {
     PROVIDER_OPENAI,            /* api.openai.com and anything speaking its wire format */
     PROVIDER_OPENAI_COMPATIBLE, /* same wire format; api_key optional */
+    PROVIDER_ANTHROPIC,         /* Messages API */
+    PROVIDER_GEMINI,            /* Google Generative Language API */
+    PROVIDER_AZURE,             /* Azure OpenAI deployments or its v1 API */
+    PROVIDER_BEDROCK,           /* AWS Bedrock Converse, SigV4 or bearer key */
 } provider_type_t;
+
+/* The type's name as written in the config, e.g. "openai-compatible". */
+const char *config_provider_type_name(provider_type_t type);
 
 typedef struct provider_timeouts {
     long connect_ms;    /* TCP + TLS handshake */
@@ -30,6 +37,13 @@ typedef struct provider_config {
     provider_type_t type;
     char *base_url; /* without trailing slash */
     char *api_key;  /* secret: never logged; NULL when none */
+    char *api_version;       /* azure: api-version query value */
+    char *anthropic_version; /* anthropic: anthropic-version header */
+    long default_max_tokens; /* anthropic: max_tokens when the request has none */
+    char *region;            /* bedrock */
+    char *access_key_id;     /* bedrock SigV4; secret */
+    char *secret_access_key; /* bedrock SigV4; secret */
+    char *session_token;     /* bedrock SigV4 temporary credentials; secret */
     char **extra_headers; /* "Name: value" lines sent upstream */
     size_t extra_header_count;
     int max_connections; /* across all workers */
