@@ -332,9 +332,10 @@ static stage_result_t upstream_on_request(request_t *request)
     }
     transfer->easy = upstream_pool_acquire(transfer->pool);
     transfer->timer = evtimer_new(request->worker->base, on_timeout, transfer);
-    if (transfer->easy == NULL || transfer->timer == NULL || adapter->build_call(request, &transfer->call) != 0) {
+    int built = transfer->easy && transfer->timer ? adapter->build_call(request, &transfer->call) : -1;
+    if (built != 0) {
         transfer_free(transfer);
-        return STAGE_ERROR;
+        return built == PROVIDER_CALL_REJECTED ? STAGE_RESPONDED : STAGE_ERROR;
     }
     configure_easy(transfer);
     const provider_config_t *provider = request->provider;

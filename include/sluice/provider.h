@@ -31,12 +31,17 @@ typedef struct provider_error {
     const char *message; /* request arena or static */
 } provider_error_t;
 
+enum { PROVIDER_CALL_REJECTED = -2 };
+
 enum { PROVIDER_EVENT_OK = 0, PROVIDER_EVENT_ERROR = 1, PROVIDER_EVENT_DONE = 2, PROVIDER_EVENT_FAILED = -1 };
 
 typedef struct provider_adapter {
     const char *name;
     /* Builds the HTTP call from request->body (OpenAI form), ->upstream_model,
-     * ->provider and ->is_stream. Returns 0 or -1. */
+     * ->provider and ->is_stream. Returns 0, -1 on failure (the client gets a
+     * 500), or PROVIDER_CALL_REJECTED after answering the client itself with
+     * request_reply_error (e.g. 400 for an endpoint or feature the provider
+     * does not offer). */
     int (*build_call)(request_t *request, provider_call_t *call);
 
     /* Streaming. The upstream transfer allocates stream_state_size zeroed bytes
