@@ -19,30 +19,16 @@
 #include "sluice/log.h"
 #include "sluice/provider.h"
 #include "sluice/util/crypto.h"
-
-/* Longest key path in a message, e.g. "models.smart.targets[1].provider". */
-#define CONFIG_PATH_LENGTH 1024
-
-typedef struct loader {
-    yaml_document_t document;
-    const char *name;
-    char *error;
-    size_t error_size;
-    int failed;
-    config_t *config;
-} loader_t;
+#include "config_loader.h"
 
 /* Sections later issues define; accepted (with a warning) so a config written
  * for a newer build still loads here with those features off. */
-static const char *const reserved_sections[] = {"teams", "cache", "redis", "routes", "budgets", "guardrails",
-                                                "mcp", "admin", "metrics", "tracing", "experiments", NULL};
+static const char *const reserved_sections[] = {"teams", "cache", "redis", "budgets", "guardrails",
+                                                "mcp", "admin", "metrics", "tracing", NULL};
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static void fail(loader_t *loader, const yaml_node_t *node, const char *path, const char *format, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void fail(loader_t *loader, const yaml_node_t *node, const char *path, const char *format, ...)
+void loader_fail(loader_t *loader, const yaml_node_t *node, const char *path, const char *format, ...)
 {
     if (loader->failed)
         return; /* keep the first error: later ones are usually consequences */
@@ -56,7 +42,7 @@ static void fail(loader_t *loader, const yaml_node_t *node, const char *path, co
     snprintf(loader->error, loader->error_size, "%s:%lu: %s: %s", loader->name, line, path, message);
 }
 
-static yaml_node_t *node_at(loader_t *loader, int index) { return yaml_document_get_node(&loader->document, index); }
+yaml_node_t *loader_node(loader_t *loader, int index) { return yaml_document_get_node(&loader->document, index); }
 
 static const char *type_name(const yaml_node_t *node)
 {
@@ -68,30 +54,30 @@ static const char *type_name(const yaml_node_t *node)
     }
 }
 
-static int expect_type(loader_t *loader, const yaml_node_t *node, yaml_node_type_t type, const char *path)
+int loader_expect_type(loader_t *loader, const yaml_node_t *node, yaml_node_type_t type, const char *path)
 {
     if (node->type == type)
         return 0;
     const char *wanted = type == YAML_MAPPING_NODE ? "a mapping" : type == YAML_SEQUENCE_NODE ? "a list" : "a scalar";
-    fail(loader, node, path, "must be %s, not %s", wanted, type_name(node));
+    loader_fail(loader, node, path, "must be %s, not %s", wanted, type_name(node));
     return -1;
 }
 
 /* Returns the interpolated scalar as a malloc'ed string, or NULL on error. */
-static char *scalar_string(loader_t *loader, const yaml_node_t *node, const char *path)
+char *loader_string(loader_t *loader, const yaml_node_t *node, const char *path)
 {
-    if (expect_type(loader, node, YAML_SCALAR_NODE, path) != 0)
+    if (loader_expect_type(loader, node, YAML_SCALAR_NODE, path) != 0)
         return NULL;
     char message[256];
     char *value = config_interpolate((const char *)node->data.scalar.value, message, sizeof message);
     if (value == NULL)
-        fail(loader, node, path, "%s", message);
+        loader_fail(loader, node, path, "%s", message);
     return value;
 }
 
-static int scalar_long(loader_t *loader, const yaml_node_t *node, const char *path, long min, long max, long *out)
+int loader_long(loader_t *loader, const yaml_node_t *node, const char *path, long min, long max, long *out)
 {
-    char *text = scalar_string(loader, node, path);
+    char *text = loader_string(loader, node, path);
     if (text == NULL)
         return -1;
     char *end = NULL;
@@ -100,20 +86,20 @@ static int scalar_long(loader_t *loader, const yaml_node_t *node, const char *pa
     int bad = errno != 0 || end == text || *end != '\0';
     free(text);
     if (bad) {
-        fail(loader, node, path, "must be an integer");
+        loader_fail(loader, node, path, "must be an integer");
         return -1;
     }
     if (value < min || value > max) {
-        fail(loader, node, path, "must be between %ld and %ld", min, max);
+        loader_fail(loader, node, path, "must be between %ld and %ld", min, max);
         return -1;
     }
     *out = value;
     return 0;
 }
 
-static int scalar_double(loader_t *loader, const yaml_node_t *node, const char *path, double *out)
+int loader_double(loader_t *loader, const yaml_node_t *node, const char *path, double *out)
 {
-    char *text = scalar_string(loader, node, path);
+    char *text = loader_string(loader, node, path);
     if (text == NULL)
         return -1;
     char *end = NULL;
@@ -122,20 +108,20 @@ static int scalar_double(loader_t *loader, const yaml_node_t *node, const char *
     int bad = errno != 0 || end == text || *end != '\0' || value < 0 || value != value;
     free(text);
     if (bad) {
-        fail(loader, node, path, "must be a number >= 0");
+        loader_fail(loader, node, path, "must be a number >= 0");
         return -1;
     }
     *out = value;
     return 0;
 }
 
-static const char *key_text(loader_t *loader, yaml_node_pair_t *pair)
+const char *loader_key(loader_t *loader, yaml_node_pair_t *pair)
 {
-    yaml_node_t *key = node_at(loader, pair->key);
+    yaml_node_t *key = loader_node(loader, pair->key);
     return key->type == YAML_SCALAR_NODE ? (const char *)key->data.scalar.value : "";
 }
 
-static int is_one_of(const char *text, const char *const *choices)
+int loader_is_one_of(const char *text, const char *const *choices)
 {
     for (size_t i = 0; choices[i] != NULL; i++)
         if (strcmp(text, choices[i]) == 0)
@@ -144,17 +130,17 @@ static int is_one_of(const char *text, const char *const *choices)
 }
 
 /* Rejects keys not in allowed and duplicated keys in a mapping. */
-static int check_keys(loader_t *loader, yaml_node_t *mapping, const char *path, const char *const *allowed)
+int loader_check_keys(loader_t *loader, yaml_node_t *mapping, const char *path, const char *const *allowed)
 {
     for (yaml_node_pair_t *pair = mapping->data.mapping.pairs.start; pair < mapping->data.mapping.pairs.top; pair++) {
-        const char *name = key_text(loader, pair);
-        if (allowed != NULL && !is_one_of(name, allowed)) {
-            fail(loader, node_at(loader, pair->key), path, "unknown key '%s'", name);
+        const char *name = loader_key(loader, pair);
+        if (allowed != NULL && !loader_is_one_of(name, allowed)) {
+            loader_fail(loader, loader_node(loader, pair->key), path, "unknown key '%s'", name);
             return -1;
         }
         for (yaml_node_pair_t *other = mapping->data.mapping.pairs.start; other < pair; other++) {
-            if (strcmp(key_text(loader, other), name) == 0) {
-                fail(loader, node_at(loader, pair->key), path, "key '%s' appears twice", name);
+            if (strcmp(loader_key(loader, other), name) == 0) {
+                loader_fail(loader, loader_node(loader, pair->key), path, "key '%s' appears twice", name);
                 return -1;
             }
         }
@@ -162,11 +148,7 @@ static int check_keys(loader_t *loader, yaml_node_t *mapping, const char *path, 
     return 0;
 }
 
-#define FOR_EACH_PAIR(loader, map_node, pair)                                                                  \
-    for (yaml_node_pair_t *pair = (map_node)->data.mapping.pairs.start;                                         \
-         pair < (map_node)->data.mapping.pairs.top; pair++)
-
-static int count_items(const yaml_node_t *node)
+int loader_count(const yaml_node_t *node)
 {
     if (node->type == YAML_MAPPING_NODE)
         return (int)(node->data.mapping.pairs.top - node->data.mapping.pairs.start);
@@ -179,14 +161,14 @@ static int count_items(const yaml_node_t *node)
 
 static int parse_listen(loader_t *loader, yaml_node_t *node, server_config_t *server)
 {
-    char *text = scalar_string(loader, node, "server.listen");
+    char *text = loader_string(loader, node, "server.listen");
     if (text == NULL)
         return -1;
     char *colon = strrchr(text, ':');
     char *end = NULL;
     long port = colon ? strtol(colon + 1, &end, 10) : -1;
     if (colon == NULL || end == colon + 1 || *end != '\0' || port < 0 || port > 65535) {
-        fail(loader, node, "server.listen", "must be HOST:PORT, e.g. \"0.0.0.0:8080\"");
+        loader_fail(loader, node, "server.listen", "must be HOST:PORT, e.g. \"0.0.0.0:8080\"");
         free(text);
         return -1;
     }
@@ -208,12 +190,12 @@ static int parse_server(loader_t *loader, yaml_node_t *node)
     static const char *const keys[] = {"listen", "workers", "max_body_bytes", "max_json_depth", "drain_timeout_ms",
                                        NULL};
     server_config_t *server = &loader->config->server;
-    if (expect_type(loader, node, YAML_MAPPING_NODE, "server") || check_keys(loader, node, "server", keys))
+    if (loader_expect_type(loader, node, YAML_MAPPING_NODE, "server") || loader_check_keys(loader, node, "server", keys))
         return -1;
-    FOR_EACH_PAIR(loader, node, pair)
+    FOR_EACH_PAIR(node, pair)
     {
-        const char *key = key_text(loader, pair);
-        yaml_node_t *value = node_at(loader, pair->value);
+        const char *key = loader_key(loader, pair);
+        yaml_node_t *value = loader_node(loader, pair->value);
         long number = 0;
         if (strcmp(key, "listen") == 0) {
             free(server->listen_host);
@@ -223,41 +205,41 @@ static int parse_server(loader_t *loader, yaml_node_t *node)
         } else if (strcmp(key, "workers") == 0) {
             if (value->type == YAML_SCALAR_NODE && strcmp((char *)value->data.scalar.value, "auto") == 0)
                 server->workers = 0;
-            else if (scalar_long(loader, value, "server.workers", 1, 256, &number) == 0)
+            else if (loader_long(loader, value, "server.workers", 1, 256, &number) == 0)
                 server->workers = (int)number;
             else
                 return -1;
         } else if (strcmp(key, "max_body_bytes") == 0) {
-            if (scalar_long(loader, value, "server.max_body_bytes", 1, 1L << 30, &number) != 0)
+            if (loader_long(loader, value, "server.max_body_bytes", 1, 1L << 30, &number) != 0)
                 return -1;
             server->max_body_bytes = (size_t)number;
         } else if (strcmp(key, "max_json_depth") == 0) {
-            if (scalar_long(loader, value, "server.max_json_depth", 2, 1000, &number) != 0)
+            if (loader_long(loader, value, "server.max_json_depth", 2, 1000, &number) != 0)
                 return -1;
             server->max_json_depth = (int)number;
         } else if (strcmp(key, "drain_timeout_ms") == 0) {
-            if (scalar_long(loader, value, "server.drain_timeout_ms", 0, 3600000, &server->drain_timeout_ms) != 0)
+            if (loader_long(loader, value, "server.drain_timeout_ms", 0, 3600000, &server->drain_timeout_ms) != 0)
                 return -1;
         }
     }
     return 0;
 }
 
-static int parse_timeouts(loader_t *loader, yaml_node_t *node, const char *path, provider_timeouts_t *timeouts)
+int loader_timeouts(loader_t *loader, yaml_node_t *node, const char *path, provider_timeouts_t *timeouts)
 {
     static const char *const keys[] = {"connect_ms", "first_byte_ms", "idle_ms", "total_ms", NULL};
-    if (expect_type(loader, node, YAML_MAPPING_NODE, path) || check_keys(loader, node, path, keys))
+    if (loader_expect_type(loader, node, YAML_MAPPING_NODE, path) || loader_check_keys(loader, node, path, keys))
         return -1;
-    FOR_EACH_PAIR(loader, node, pair)
+    FOR_EACH_PAIR(node, pair)
     {
-        const char *key = key_text(loader, pair);
+        const char *key = loader_key(loader, pair);
         long *slot = strcmp(key, "connect_ms") == 0      ? &timeouts->connect_ms
                      : strcmp(key, "first_byte_ms") == 0 ? &timeouts->first_byte_ms
                      : strcmp(key, "idle_ms") == 0       ? &timeouts->idle_ms
                                                          : &timeouts->total_ms;
         char item_path[CONFIG_PATH_LENGTH];
         snprintf(item_path, sizeof item_path, "%s.%s", path, key);
-        if (scalar_long(loader, node_at(loader, pair->value), item_path, 1, 86400000, slot) != 0)
+        if (loader_long(loader, loader_node(loader, pair->value), item_path, 1, 86400000, slot) != 0)
             return -1;
     }
     return 0;
@@ -265,23 +247,23 @@ static int parse_timeouts(loader_t *loader, yaml_node_t *node, const char *path,
 
 static int parse_provider_headers(loader_t *loader, yaml_node_t *node, const char *path, provider_config_t *provider)
 {
-    if (expect_type(loader, node, YAML_MAPPING_NODE, path) || check_keys(loader, node, path, NULL))
+    if (loader_expect_type(loader, node, YAML_MAPPING_NODE, path) || loader_check_keys(loader, node, path, NULL))
         return -1;
-    provider->extra_headers = calloc((size_t)count_items(node) + 1, sizeof(char *));
+    provider->extra_headers = calloc((size_t)loader_count(node) + 1, sizeof(char *));
     if (provider->extra_headers == NULL)
         return -1;
-    FOR_EACH_PAIR(loader, node, pair)
+    FOR_EACH_PAIR(node, pair)
     {
-        const char *name = key_text(loader, pair);
+        const char *name = loader_key(loader, pair);
         if (name[0] == '\0' || strpbrk(name, ": \r\n") != NULL) {
-            fail(loader, node_at(loader, pair->key), path, "invalid header name '%s'", name);
+            loader_fail(loader, loader_node(loader, pair->key), path, "invalid header name '%s'", name);
             return -1;
         }
-        char *value = scalar_string(loader, node_at(loader, pair->value), path);
+        char *value = loader_string(loader, loader_node(loader, pair->value), path);
         if (value == NULL)
             return -1;
         if (strpbrk(value, "\r\n") != NULL) {
-            fail(loader, node_at(loader, pair->value), path, "header value must not contain line breaks");
+            loader_fail(loader, loader_node(loader, pair->value), path, "header value must not contain line breaks");
             free(value);
             return -1;
         }
@@ -308,7 +290,7 @@ const char *config_provider_type_name(provider_type_t type) { return provider_ty
 
 static int parse_provider_type(loader_t *loader, yaml_node_t *node, const char *path, provider_type_t *type)
 {
-    char *text = scalar_string(loader, node, path);
+    char *text = loader_string(loader, node, path);
     if (text == NULL)
         return -1;
     int rc = -1;
@@ -326,7 +308,7 @@ static int parse_provider_type(loader_t *loader, yaml_node_t *node, const char *
             strncat(supported, supported[0] ? ", " : "", sizeof supported - strlen(supported) - 1);
             strncat(supported, provider_type_names[i], sizeof supported - strlen(supported) - 1);
         }
-        fail(loader, node, path, "unknown provider type '%s' (supported: %s)", text, supported);
+        loader_fail(loader, node, path, "unknown provider type '%s' (supported: %s)", text, supported);
     }
     free(text);
     return rc;
@@ -369,13 +351,13 @@ static int apply_provider_defaults(loader_t *loader, yaml_node_t *node, const ch
                 *from_environment[i].slot = strdup(value);
         }
         if (provider->region == NULL && provider->base_url == NULL) {
-            fail(loader, node, path, "bedrock needs 'region' (or AWS_REGION) or 'base_url'");
+            loader_fail(loader, node, path, "bedrock needs 'region' (or AWS_REGION) or 'base_url'");
             return -1;
         }
         if (provider->region == NULL)
             provider->region = strdup("us-east-1");
         if (provider->api_key == NULL && (provider->access_key_id == NULL || provider->secret_access_key == NULL)) {
-            fail(loader, node, path, "bedrock needs access_key_id and secret_access_key (or AWS_* variables), or api_key");
+            loader_fail(loader, node, path, "bedrock needs access_key_id and secret_access_key (or AWS_* variables), or api_key");
             return -1;
         }
     }
@@ -401,18 +383,18 @@ static int parse_provider(loader_t *loader, const char *name, yaml_node_t *node,
     provider->max_connections = 256;
     provider->timeouts = (provider_timeouts_t){.connect_ms = 5000, .first_byte_ms = 60000, .idle_ms = 60000,
                                                .total_ms = 600000};
-    if (provider->name == NULL || expect_type(loader, node, YAML_MAPPING_NODE, path) ||
-        check_keys(loader, node, path, keys))
+    if (provider->name == NULL || loader_expect_type(loader, node, YAML_MAPPING_NODE, path) ||
+        loader_check_keys(loader, node, path, keys))
         return -1;
     if (name[0] == '\0' || strchr(name, '/') != NULL) {
-        fail(loader, node, path, "provider names must be non-empty and contain no '/'");
+        loader_fail(loader, node, path, "provider names must be non-empty and contain no '/'");
         return -1;
     }
     int has_type = 0;
-    FOR_EACH_PAIR(loader, node, pair)
+    FOR_EACH_PAIR(node, pair)
     {
-        const char *key = key_text(loader, pair);
-        yaml_node_t *value = node_at(loader, pair->value);
+        const char *key = loader_key(loader, pair);
+        yaml_node_t *value = loader_node(loader, pair->value);
         char item_path[CONFIG_PATH_LENGTH];
         snprintf(item_path, sizeof item_path, "%s.%s", path, key);
         long number = 0;
@@ -421,20 +403,20 @@ static int parse_provider(loader_t *loader, const char *name, yaml_node_t *node,
             rc = parse_provider_type(loader, value, item_path, &provider->type);
             has_type = 1;
         } else if (strcmp(key, "base_url") == 0) {
-            provider->base_url = scalar_string(loader, value, item_path);
+            provider->base_url = loader_string(loader, value, item_path);
             rc = provider->base_url ? 0 : -1;
         } else if (strcmp(key, "api_key") == 0) {
-            provider->api_key = scalar_string(loader, value, item_path);
+            provider->api_key = loader_string(loader, value, item_path);
             rc = provider->api_key ? 0 : -1;
         } else if (strcmp(key, "headers") == 0) {
             rc = parse_provider_headers(loader, value, item_path, provider);
         } else if (strcmp(key, "max_connections") == 0) {
-            rc = scalar_long(loader, value, item_path, 1, 100000, &number);
+            rc = loader_long(loader, value, item_path, 1, 100000, &number);
             provider->max_connections = (int)number;
         } else if (strcmp(key, "timeouts") == 0) {
-            rc = parse_timeouts(loader, value, item_path, &provider->timeouts);
+            rc = loader_timeouts(loader, value, item_path, &provider->timeouts);
         } else if (strcmp(key, "default_max_tokens") == 0) {
-            rc = scalar_long(loader, value, item_path, 1, 10000000, &provider->default_max_tokens);
+            rc = loader_long(loader, value, item_path, 1, 10000000, &provider->default_max_tokens);
         } else {
             char **slot = strcmp(key, "api_version") == 0         ? &provider->api_version
                           : strcmp(key, "anthropic_version") == 0 ? &provider->anthropic_version
@@ -443,14 +425,14 @@ static int parse_provider(loader_t *loader, const char *name, yaml_node_t *node,
                           : strcmp(key, "secret_access_key") == 0 ? &provider->secret_access_key
                                                                   : &provider->session_token;
             free(*slot);
-            *slot = scalar_string(loader, value, item_path);
+            *slot = loader_string(loader, value, item_path);
             rc = *slot ? 0 : -1;
         }
         if (rc != 0)
             return -1;
     }
     if (!has_type) {
-        fail(loader, node, path, "missing required key 'type'");
+        loader_fail(loader, node, path, "missing required key 'type'");
         return -1;
     }
     if (provider->api_key != NULL && provider->api_key[0] == '\0') {
@@ -461,7 +443,7 @@ static int parse_provider(loader_t *loader, const char *name, yaml_node_t *node,
         return -1;
     if (provider->base_url == NULL || (strncmp(provider->base_url, "http://", 7) != 0 &&
                                        strncmp(provider->base_url, "https://", 8) != 0)) {
-        fail(loader, node, path, "base_url is required and must start with http:// or https://");
+        loader_fail(loader, node, path, "base_url is required and must start with http:// or https://");
         return -1;
     }
     size_t length = strlen(provider->base_url);
@@ -475,118 +457,15 @@ static int parse_provider(loader_t *loader, const char *name, yaml_node_t *node,
 static int parse_providers(loader_t *loader, yaml_node_t *node)
 {
     config_t *config = loader->config;
-    if (expect_type(loader, node, YAML_MAPPING_NODE, "providers") || check_keys(loader, node, "providers", NULL))
+    if (loader_expect_type(loader, node, YAML_MAPPING_NODE, "providers") || loader_check_keys(loader, node, "providers", NULL))
         return -1;
-    config->providers = calloc((size_t)count_items(node) + 1, sizeof *config->providers);
+    config->providers = calloc((size_t)loader_count(node) + 1, sizeof *config->providers);
     if (config->providers == NULL)
         return -1;
-    FOR_EACH_PAIR(loader, node, pair)
+    FOR_EACH_PAIR(node, pair)
     {
         provider_config_t *provider = &config->providers[config->provider_count++];
-        if (parse_provider(loader, key_text(loader, pair), node_at(loader, pair->value), provider) != 0)
-            return -1;
-    }
-    return 0;
-}
-
-static int parse_target(loader_t *loader, yaml_node_t *node, const char *path, target_config_t *target)
-{
-    static const char *const keys[] = {"provider", "model", "weight", NULL};
-    if (expect_type(loader, node, YAML_MAPPING_NODE, path) || check_keys(loader, node, path, keys))
-        return -1;
-    target->weight = 1;
-    char *provider_name = NULL;
-    FOR_EACH_PAIR(loader, node, pair)
-    {
-        const char *key = key_text(loader, pair);
-        yaml_node_t *value = node_at(loader, pair->value);
-        long number = 0;
-        if (strcmp(key, "provider") == 0) {
-            if ((provider_name = scalar_string(loader, value, path)) == NULL)
-                return -1;
-        } else if (strcmp(key, "model") == 0) {
-            if ((target->model = scalar_string(loader, value, path)) == NULL)
-                return -1;
-        } else if (scalar_long(loader, value, path, 0, 1000000, &number) == 0) {
-            target->weight = (int)number;
-        } else {
-            return -1;
-        }
-    }
-    if (provider_name == NULL || target->model == NULL || target->model[0] == '\0') {
-        fail(loader, node, path, "a target needs 'provider' and 'model'");
-        free(provider_name);
-        return -1;
-    }
-    target->provider = (provider_config_t *)config_find_provider(loader->config, provider_name, strlen(provider_name));
-    if (target->provider == NULL)
-        fail(loader, node, path, "unknown provider '%s'", provider_name);
-    free(provider_name);
-    return target->provider ? 0 : -1;
-}
-
-static int parse_model(loader_t *loader, const char *name, yaml_node_t *node, model_config_t *model)
-{
-    static const char *const keys[] = {"targets", "strategy", NULL};
-    static const char *const strategies[] = {"fallback", "loadbalance", "latency", "cost", "cascade", NULL};
-    char path[CONFIG_PATH_LENGTH];
-    snprintf(path, sizeof path, "models.%s", name);
-    model->name = strdup(name);
-    if (model->name == NULL || expect_type(loader, node, YAML_MAPPING_NODE, path) ||
-        check_keys(loader, node, path, keys))
-        return -1;
-    if (name[0] == '\0') {
-        fail(loader, node, path, "model names must be non-empty");
-        return -1;
-    }
-    FOR_EACH_PAIR(loader, node, pair)
-    {
-        const char *key = key_text(loader, pair);
-        yaml_node_t *value = node_at(loader, pair->value);
-        if (strcmp(key, "strategy") == 0) {
-            if ((model->strategy = scalar_string(loader, value, path)) == NULL)
-                return -1;
-            if (!is_one_of(model->strategy, strategies)) {
-                fail(loader, value, path, "unknown strategy '%s' (fallback, loadbalance, latency, cost, cascade)",
-                     model->strategy);
-                return -1;
-            }
-            continue;
-        }
-        char targets_path[CONFIG_PATH_LENGTH];
-        snprintf(targets_path, sizeof targets_path, "%s.targets", path);
-        if (expect_type(loader, value, YAML_SEQUENCE_NODE, targets_path) != 0)
-            return -1;
-        model->targets = calloc((size_t)count_items(value) + 1, sizeof *model->targets);
-        if (model->targets == NULL)
-            return -1;
-        for (yaml_node_item_t *item = value->data.sequence.items.start; item < value->data.sequence.items.top;
-             item++) {
-            char item_path[CONFIG_PATH_LENGTH];
-            snprintf(item_path, sizeof item_path, "%s[%zu]", targets_path, model->target_count);
-            if (parse_target(loader, node_at(loader, *item), item_path, &model->targets[model->target_count++]))
-                return -1;
-        }
-    }
-    if (model->target_count == 0) {
-        fail(loader, node, path, "needs at least one entry in 'targets'");
-        return -1;
-    }
-    return 0;
-}
-
-static int parse_models(loader_t *loader, yaml_node_t *node)
-{
-    config_t *config = loader->config;
-    if (expect_type(loader, node, YAML_MAPPING_NODE, "models") || check_keys(loader, node, "models", NULL))
-        return -1;
-    config->models = calloc((size_t)count_items(node) + 1, sizeof *config->models);
-    if (config->models == NULL)
-        return -1;
-    FOR_EACH_PAIR(loader, node, pair)
-    {
-        model_config_t *model = &config->models[config->model_count++];
-        if (parse_model(loader, key_text(loader, pair), node_at(loader, pair->value), model) != 0)
+        if (parse_provider(loader, loader_key(loader, pair), loader_node(loader, pair->value), provider) != 0)
             return -1;
     }
     return 0;
@@ -596,40 +475,40 @@ static int parse_pricing(loader_t *loader, yaml_node_t *node)
 {
     static const char *const keys[] = {"input", "output", NULL};
     config_t *config = loader->config;
-    if (expect_type(loader, node, YAML_MAPPING_NODE, "pricing") || check_keys(loader, node, "pricing", NULL))
+    if (loader_expect_type(loader, node, YAML_MAPPING_NODE, "pricing") || loader_check_keys(loader, node, "pricing", NULL))
         return -1;
-    config->prices = calloc((size_t)count_items(node) + 1, sizeof *config->prices);
+    config->prices = calloc((size_t)loader_count(node) + 1, sizeof *config->prices);
     if (config->prices == NULL)
         return -1;
-    FOR_EACH_PAIR(loader, node, pair)
+    FOR_EACH_PAIR(node, pair)
     {
         price_config_t *price = &config->prices[config->price_count++];
-        yaml_node_t *value = node_at(loader, pair->value);
+        yaml_node_t *value = loader_node(loader, pair->value);
         char path[CONFIG_PATH_LENGTH];
-        snprintf(path, sizeof path, "pricing.%s", key_text(loader, pair));
-        if ((price->model = strdup(key_text(loader, pair))) == NULL ||
-            expect_type(loader, value, YAML_MAPPING_NODE, path) || check_keys(loader, value, path, keys))
+        snprintf(path, sizeof path, "pricing.%s", loader_key(loader, pair));
+        if ((price->model = strdup(loader_key(loader, pair))) == NULL ||
+            loader_expect_type(loader, value, YAML_MAPPING_NODE, path) || loader_check_keys(loader, value, path, keys))
             return -1;
-        FOR_EACH_PAIR(loader, value, item)
+        FOR_EACH_PAIR(value, item)
         {
-            int is_input = strcmp(key_text(loader, item), "input") == 0;
+            int is_input = strcmp(loader_key(loader, item), "input") == 0;
             double *slot = is_input ? &price->input_per_million : &price->output_per_million;
-            if (scalar_double(loader, node_at(loader, item->value), path, slot) != 0)
+            if (loader_double(loader, loader_node(loader, item->value), path, slot) != 0)
                 return -1;
         }
     }
     return 0;
 }
 
-static int parse_string_list(loader_t *loader, yaml_node_t *node, const char *path, char ***out, size_t *count)
+int loader_string_list(loader_t *loader, yaml_node_t *node, const char *path, char ***out, size_t *count)
 {
-    if (expect_type(loader, node, YAML_SEQUENCE_NODE, path) != 0)
+    if (loader_expect_type(loader, node, YAML_SEQUENCE_NODE, path) != 0)
         return -1;
-    *out = calloc((size_t)count_items(node) + 1, sizeof(char *));
+    *out = calloc((size_t)loader_count(node) + 1, sizeof(char *));
     if (*out == NULL)
         return -1;
     for (yaml_node_item_t *item = node->data.sequence.items.start; item < node->data.sequence.items.top; item++) {
-        char *text = scalar_string(loader, node_at(loader, *item), path);
+        char *text = loader_string(loader, loader_node(loader, *item), path);
         if (text == NULL)
             return -1;
         (*out)[(*count)++] = text;
@@ -640,7 +519,7 @@ static int parse_string_list(loader_t *loader, yaml_node_t *node, const char *pa
 /* A key's allow-list names configured models, provider/model names, or "*". */
 static int parse_key_models(loader_t *loader, yaml_node_t *node, const char *path, key_config_t *key)
 {
-    if (parse_string_list(loader, node, path, &key->models, &key->model_count) != 0)
+    if (loader_string_list(loader, node, path, &key->models, &key->model_count) != 0)
         return -1;
     const config_t *config = loader->config;
     for (size_t i = 0; i < key->model_count; i++) {
@@ -649,8 +528,8 @@ static int parse_key_models(loader_t *loader, yaml_node_t *node, const char *pat
         if (strcmp(model, "*") == 0 || config_find_model(config, model) != NULL ||
             (slash != NULL && config_find_provider(config, model, (size_t)(slash - model)) != NULL))
             continue;
-        yaml_node_t *item = node_at(loader, node->data.sequence.items.start[i]);
-        fail(loader, item, path, "unknown model '%s' (not under models:)", model);
+        yaml_node_t *item = loader_node(loader, node->data.sequence.items.start[i]);
+        loader_fail(loader, item, path, "unknown model '%s' (not under models:)", model);
         return -1;
     }
     return 0;
@@ -658,17 +537,17 @@ static int parse_key_models(loader_t *loader, yaml_node_t *node, const char *pat
 
 static int key_secret_from(loader_t *loader, yaml_node_t *value, const char *path, key_config_t *key, int is_hash)
 {
-    char *text = scalar_string(loader, value, path);
+    char *text = loader_string(loader, value, path);
     if (text == NULL)
         return -1;
     int rc = 0;
     if (is_hash) {
         if (crypto_hex_decode_sha256(text, key->sha256) != 0) {
-            fail(loader, value, path, "key_sha256 must be 64 hex digits (sha256 of the key)");
+            loader_fail(loader, value, path, "key_sha256 must be 64 hex digits (sha256 of the key)");
             rc = -1;
         }
     } else if (strlen(text) < 8) {
-        fail(loader, value, path, "key must be at least 8 characters (is the environment variable set?)");
+        loader_fail(loader, value, path, "key must be at least 8 characters (is the environment variable set?)");
         rc = -1;
     } else {
         rc = crypto_sha256(text, strlen(text), key->sha256);
@@ -682,38 +561,38 @@ static int parse_key(loader_t *loader, yaml_node_t *node, const char *path, key_
 {
     static const char *const keys[] = {"name", "key_sha256", "key", "team", "models", "rpm", "tpm", "user",
                                        "budget", "metadata", NULL};
-    if (expect_type(loader, node, YAML_MAPPING_NODE, path) || check_keys(loader, node, path, keys))
+    if (loader_expect_type(loader, node, YAML_MAPPING_NODE, path) || loader_check_keys(loader, node, path, keys))
         return -1;
     int secrets = 0;
-    FOR_EACH_PAIR(loader, node, pair)
+    FOR_EACH_PAIR(node, pair)
     {
-        const char *name = key_text(loader, pair);
-        yaml_node_t *value = node_at(loader, pair->value);
+        const char *name = loader_key(loader, pair);
+        yaml_node_t *value = loader_node(loader, pair->value);
         char item_path[CONFIG_PATH_LENGTH];
         snprintf(item_path, sizeof item_path, "%s.%s", path, name);
         int rc = 0;
         if (strcmp(name, "name") == 0)
-            rc = (key->name = scalar_string(loader, value, item_path)) ? 0 : -1;
+            rc = (key->name = loader_string(loader, value, item_path)) ? 0 : -1;
         else if (strcmp(name, "key_sha256") == 0 || strcmp(name, "key") == 0) {
             rc = key_secret_from(loader, value, item_path, key, strcmp(name, "key_sha256") == 0);
             secrets++;
         } else if (strcmp(name, "team") == 0)
-            rc = (key->team = scalar_string(loader, value, item_path)) ? 0 : -1;
+            rc = (key->team = loader_string(loader, value, item_path)) ? 0 : -1;
         else if (strcmp(name, "models") == 0)
             rc = parse_key_models(loader, value, item_path, key);
         else if (strcmp(name, "rpm") == 0)
-            rc = scalar_long(loader, value, item_path, 0, LONG_MAX, &key->rpm);
+            rc = loader_long(loader, value, item_path, 0, LONG_MAX, &key->rpm);
         else if (strcmp(name, "tpm") == 0)
-            rc = scalar_long(loader, value, item_path, 0, LONG_MAX, &key->tpm);
+            rc = loader_long(loader, value, item_path, 0, LONG_MAX, &key->tpm);
         if (rc != 0)
             return -1;
     }
     if (key->name == NULL || key->name[0] == '\0') {
-        fail(loader, node, path, "missing required key 'name'");
+        loader_fail(loader, node, path, "missing required key 'name'");
         return -1;
     }
     if (secrets != 1) {
-        fail(loader, node, path, "needs exactly one of 'key_sha256' or 'key'");
+        loader_fail(loader, node, path, "needs exactly one of 'key_sha256' or 'key'");
         return -1;
     }
     return 0;
@@ -722,21 +601,21 @@ static int parse_key(loader_t *loader, yaml_node_t *node, const char *path, key_
 static int parse_keys(loader_t *loader, yaml_node_t *node)
 {
     config_t *config = loader->config;
-    if (expect_type(loader, node, YAML_SEQUENCE_NODE, "keys") != 0)
+    if (loader_expect_type(loader, node, YAML_SEQUENCE_NODE, "keys") != 0)
         return -1;
-    config->keys = calloc((size_t)count_items(node) + 1, sizeof *config->keys);
+    config->keys = calloc((size_t)loader_count(node) + 1, sizeof *config->keys);
     if (config->keys == NULL)
         return -1;
     for (yaml_node_item_t *item = node->data.sequence.items.start; item < node->data.sequence.items.top; item++) {
         char path[CONFIG_PATH_LENGTH];
         snprintf(path, sizeof path, "keys[%zu]", config->key_count);
         key_config_t *key = &config->keys[config->key_count++];
-        yaml_node_t *key_node = node_at(loader, *item);
+        yaml_node_t *key_node = loader_node(loader, *item);
         if (parse_key(loader, key_node, path, key) != 0)
             return -1;
         for (key_config_t *other = config->keys; other < key; other++) {
             if (strcmp(other->name, key->name) == 0 || memcmp(other->sha256, key->sha256, CONFIG_SHA256_LENGTH) == 0) {
-                fail(loader, key_node, path, "duplicate key name or secret (same as '%s')", other->name);
+                loader_fail(loader, key_node, path, "duplicate key name or secret (same as '%s')", other->name);
                 return -1;
             }
         }
@@ -748,22 +627,22 @@ static int parse_logging(loader_t *loader, yaml_node_t *node)
 {
     static const char *const keys[] = {"access_log", "level", NULL};
     logging_config_t *logging = &loader->config->logging;
-    if (expect_type(loader, node, YAML_MAPPING_NODE, "logging") || check_keys(loader, node, "logging", keys))
+    if (loader_expect_type(loader, node, YAML_MAPPING_NODE, "logging") || loader_check_keys(loader, node, "logging", keys))
         return -1;
-    FOR_EACH_PAIR(loader, node, pair)
+    FOR_EACH_PAIR(node, pair)
     {
-        yaml_node_t *value = node_at(loader, pair->value);
-        if (strcmp(key_text(loader, pair), "access_log") == 0) {
+        yaml_node_t *value = loader_node(loader, pair->value);
+        if (strcmp(loader_key(loader, pair), "access_log") == 0) {
             free(logging->access_log);
-            if ((logging->access_log = scalar_string(loader, value, "logging.access_log")) == NULL)
+            if ((logging->access_log = loader_string(loader, value, "logging.access_log")) == NULL)
                 return -1;
         } else {
             free(logging->level);
-            if ((logging->level = scalar_string(loader, value, "logging.level")) == NULL)
+            if ((logging->level = loader_string(loader, value, "logging.level")) == NULL)
                 return -1;
             log_level_t level;
             if (log_level_parse(logging->level, &level) != 0) {
-                fail(loader, value, "logging.level", "must be debug, info, warn or error");
+                loader_fail(loader, value, "logging.level", "must be debug, info, warn or error");
                 return -1;
             }
         }
@@ -778,16 +657,16 @@ static int parse_root(loader_t *loader, yaml_node_t *root)
                                            "budgets", "guardrails", "mcp",    "admin",   "metrics",
                                            "tracing", "experiments", NULL};
     if (root == NULL || root->type != YAML_MAPPING_NODE) {
-        fail(loader, root, "(root)", "the file must be a YAML mapping with server, providers and models");
+        loader_fail(loader, root, "(root)", "the file must be a YAML mapping with server, providers and models");
         return -1;
     }
-    if (check_keys(loader, root, "(root)", sections) != 0)
+    if (loader_check_keys(loader, root, "(root)", sections) != 0)
         return -1;
     int has_providers = 0, has_models = 0;
-    FOR_EACH_PAIR(loader, root, pair)
+    FOR_EACH_PAIR(root, pair)
     {
-        const char *section = key_text(loader, pair);
-        yaml_node_t *value = node_at(loader, pair->value);
+        const char *section = loader_key(loader, pair);
+        yaml_node_t *value = loader_node(loader, pair->value);
         int rc = 0;
         if (strcmp(section, "server") == 0)
             rc = parse_server(loader, value);
@@ -795,32 +674,41 @@ static int parse_root(loader_t *loader, yaml_node_t *root)
             rc = parse_providers(loader, value), has_providers = 1;
         else if (strcmp(section, "logging") == 0)
             rc = parse_logging(loader, value);
-        else if (is_one_of(section, reserved_sections))
+        else if (loader_is_one_of(section, reserved_sections))
             log_warn("config section '%s' is not supported by this build and is ignored", section);
         if (rc != 0)
             return -1;
     }
     /* models, pricing and keys refer to providers, so they come second. */
-    FOR_EACH_PAIR(loader, root, pair)
+    FOR_EACH_PAIR(root, pair)
     {
-        const char *section = key_text(loader, pair);
-        yaml_node_t *value = node_at(loader, pair->value);
+        const char *section = loader_key(loader, pair);
+        yaml_node_t *value = loader_node(loader, pair->value);
         int rc = 0;
         if (strcmp(section, "models") == 0)
-            rc = parse_models(loader, value), has_models = 1;
+            rc = config_routing_parse_models(loader, value), has_models = 1;
         else if (strcmp(section, "pricing") == 0)
             rc = parse_pricing(loader, value);
         if (rc != 0)
             return -1;
     }
-    /* keys name models, so they come last. */
-    FOR_EACH_PAIR(loader, root, pair)
+    /* keys, routes and experiments name models, so they come last. */
+    FOR_EACH_PAIR(root, pair)
     {
-        if (strcmp(key_text(loader, pair), "keys") == 0 && parse_keys(loader, node_at(loader, pair->value)) != 0)
+        const char *section = loader_key(loader, pair);
+        yaml_node_t *value = loader_node(loader, pair->value);
+        int rc = 0;
+        if (strcmp(section, "keys") == 0)
+            rc = parse_keys(loader, value);
+        else if (strcmp(section, "routes") == 0)
+            rc = config_routing_parse_routes(loader, value);
+        else if (strcmp(section, "experiments") == 0)
+            rc = config_routing_parse_experiments(loader, value);
+        if (rc != 0)
             return -1;
     }
     if (!has_providers || loader->config->provider_count == 0) {
-        fail(loader, root, "providers", "at least one provider is required");
+        loader_fail(loader, root, "providers", "at least one provider is required");
         return -1;
     }
     if (!has_models)
@@ -959,14 +847,7 @@ static void config_free(config_t *config)
         free(provider->region);
         free_string_array(provider->extra_headers, provider->extra_header_count);
     }
-    for (size_t i = 0; i < config->model_count; i++) {
-        model_config_t *model = &config->models[i];
-        for (size_t j = 0; j < model->target_count; j++)
-            free(model->targets[j].model);
-        free(model->targets);
-        free(model->name);
-        free(model->strategy);
-    }
+    config_routing_free(config);
     for (size_t i = 0; i < config->price_count; i++)
         free(config->prices[i].model);
     for (size_t i = 0; i < config->key_count; i++) {
@@ -975,7 +856,6 @@ static void config_free(config_t *config)
         free_string_array(config->keys[i].models, config->keys[i].model_count);
     }
     free(config->providers);
-    free(config->models);
     free(config->prices);
     free(config->keys);
     free(config->server.listen_host);

@@ -54,16 +54,102 @@ typedef struct provider_config {
 typedef struct target_config {
     provider_config_t *provider;
     char *model; /* the provider's model name */
-    int weight;
+    int weight;  /* loadbalance share */
+    double default_quality;  /* cost strategy: quality when the task has no score */
+    char **quality_tasks;    /* cost strategy: task name → quality score in [0, 1] */
+    double *quality_scores;
+    size_t quality_count;
+    provider_timeouts_t timeouts; /* resolved: model override, else provider */
 } target_config_t;
+
+typedef enum {
+    STRATEGY_FALLBACK,    /* targets in order */
+    STRATEGY_LOADBALANCE, /* weighted random (or sticky hash) first, the rest as fallbacks */
+    STRATEGY_LATENCY,     /* lowest recent latency first, with exploration */
+    STRATEGY_COST,        /* cheapest target whose quality for the task meets the bar */
+    STRATEGY_CASCADE,     /* cheapest first; escalate when the answer fails a check */
+} strategy_t;
+
+/* Conditions under which the next attempt is made (bit set). */
+enum {
+    RETRY_ON_CONNECT = 1 << 0, /* refused, unresolvable, TLS failure */
+    RETRY_ON_TIMEOUT = 1 << 1,
+    RETRY_ON_429 = 1 << 2,
+    RETRY_ON_5XX = 1 << 3,
+    RETRY_ON_4XX = 1 << 4, /* other 4xx except 429 */
+};
+
+typedef enum { STICKY_NONE, STICKY_USER, STICKY_KEY } sticky_t;
+
+typedef enum {
+    CHECK_JSON,        /* the content parses as JSON */
+    CHECK_JSON_SCHEMA, /* ... and satisfies response_format.json_schema.schema */
+    CHECK_REGEX,       /* the content matches */
+    CHECK_MIN_LENGTH,  /* at least N characters */
+    CHECK_FINISH_STOP, /* finish_reason is "stop" */
+    CHECK_NO_REFUSAL,  /* no refusal phrase */
+} cascade_check_kind_t;
+
+/* Owner: model_config_t.checks. */
+typedef struct cascade_check {
+    cascade_check_kind_t kind;
+    char *pattern;   /* CHECK_REGEX source */
+    void *compiled;  /* CHECK_REGEX: regex_t* */
+    long min_length; /* CHECK_MIN_LENGTH */
+} cascade_check_t;
 
 /* Owner: config_t.models. */
 typedef struct model_config {
     char *name; /* what clients send in "model" */
-    char *strategy;
+    strategy_t strategy;
     target_config_t *targets;
     size_t target_count;
+    unsigned retry_on;      /* RETRY_ON_* bits: when to move to the next attempt */
+    int retry_rounds;       /* extra passes over the whole target list, with backoff */
+    long backoff_ms;        /* base of the exponential backoff between passes */
+    long max_backoff_ms;
+    long deadline_ms;       /* whole request, all attempts; 0 = none */
+    sticky_t sticky;        /* loadbalance: keep a user/key on one target */
+    double exploration;     /* latency: share of requests sent to a random target */
+    char *task_header;      /* cost: request header naming the task */
+    double min_quality;     /* cost: quality bar */
+    double max_cost_usd;    /* cost: per-request ceiling (0 = none) */
+    cascade_check_t *checks; /* cascade: what an answer must pass */
+    size_t check_count;
 } model_config_t;
+
+/* Owner: config_t.routes. First match wins; unset fields match anything. */
+typedef struct route_config {
+    char **header_names; /* all must match (case-insensitive name, exact value) */
+    char **header_values;
+    size_t header_count;
+    char **keys, **teams, **users, **models; /* any of; NULL = any */
+    size_t key_count, team_count, user_count, model_count;
+    long min_prompt_tokens, max_prompt_tokens; /* estimated; 0 = unbounded */
+    int has_tools;  /* -1 any, 0 must not, 1 must */
+    int has_images; /* -1 any, 0 must not, 1 must */
+    char *last_user_pattern;
+    void *last_user_regex; /* regex_t* */
+    char *target_model;    /* the model name the request is sent to */
+} route_config_t;
+
+/* Owner: experiment_config_t.arms. */
+typedef struct experiment_arm {
+    char *name;
+    char *model;
+    double percent;
+} experiment_arm_t;
+
+/* Owner: config_t.experiments. An A/B split or a shadow copy for a model name. */
+typedef struct experiment_config {
+    char *name;
+    char *model; /* requests for this model name take part */
+    experiment_arm_t *arms;
+    size_t arm_count;
+    sticky_t sticky;         /* how a caller keeps their arm (default user, else key) */
+    char *shadow_model;      /* shadow: a copy goes here, its answer is only logged */
+    double shadow_percent;
+} experiment_config_t;
 
 /* Owner: config_t.prices. USD per million tokens. */
 typedef struct price_config {
@@ -108,6 +194,10 @@ typedef struct config {
     size_t provider_count;
     model_config_t *models;
     size_t model_count;
+    route_config_t *routes;
+    size_t route_count;
+    experiment_config_t *experiments;
+    size_t experiment_count;
     price_config_t *prices;
     size_t price_count;
     key_config_t *keys;

@@ -1,0 +1,52 @@
+/* config_loader.h — internal to the config module: the YAML walking helpers
+ * shared by config.c (server, providers, keys...) and config_routing.c
+ * (models, routes, experiments). Every helper reports the first error with the
+ * node's line and the key path, and returns -1 / NULL after it. */
+#ifndef SLUICE_CONFIG_LOADER_H
+#define SLUICE_CONFIG_LOADER_H
+
+#include <yaml.h>
+
+#include "sluice/config.h"
+
+/* Longest key path in a message, e.g. "models.smart.targets[1].provider". */
+#define CONFIG_PATH_LENGTH 1024
+
+/* Owner: config_load_string's stack. */
+typedef struct loader {
+    yaml_document_t document;
+    const char *name;
+    char *error;
+    size_t error_size;
+    int failed;
+    config_t *config;
+} loader_t;
+
+void loader_fail(loader_t *loader, const yaml_node_t *node, const char *path, const char *format, ...)
+    __attribute__((format(printf, 4, 5)));
+yaml_node_t *loader_node(loader_t *loader, int index);
+int loader_expect_type(loader_t *loader, const yaml_node_t *node, yaml_node_type_t type, const char *path);
+/* The interpolated scalar, malloc'ed. */
+char *loader_string(loader_t *loader, const yaml_node_t *node, const char *path);
+int loader_long(loader_t *loader, const yaml_node_t *node, const char *path, long min, long max, long *out);
+/* A number >= 0. */
+int loader_double(loader_t *loader, const yaml_node_t *node, const char *path, double *out);
+const char *loader_key(loader_t *loader, yaml_node_pair_t *pair);
+int loader_is_one_of(const char *text, const char *const *choices);
+/* Rejects unknown keys (allowed NULL = any) and duplicates in a mapping. */
+int loader_check_keys(loader_t *loader, yaml_node_t *mapping, const char *path, const char *const *allowed);
+int loader_count(const yaml_node_t *node);
+int loader_string_list(loader_t *loader, yaml_node_t *node, const char *path, char ***out, size_t *count);
+int loader_timeouts(loader_t *loader, yaml_node_t *node, const char *path, provider_timeouts_t *timeouts);
+
+#define FOR_EACH_PAIR(map_node, pair)                                                                          \
+    for (yaml_node_pair_t *pair = (map_node)->data.mapping.pairs.start;                                         \
+         pair < (map_node)->data.mapping.pairs.top; pair++)
+
+/* config_routing.c: the models, routes and experiments sections. */
+int config_routing_parse_models(loader_t *loader, yaml_node_t *node);
+int config_routing_parse_routes(loader_t *loader, yaml_node_t *node);
+int config_routing_parse_experiments(loader_t *loader, yaml_node_t *node);
+void config_routing_free(config_t *config);
+
+#endif
