@@ -104,6 +104,15 @@ static void access_log_on_complete(request_t *request)
         buf_append_str(&line, ",\"cost_usd\":null");
     buf_printf(&line, ",\"stream\":%s,\"bytes_in\":%zu,\"bytes_out\":%zu", request->is_stream ? "true" : "false",
                request->bytes_in, request->bytes_out);
+    add_string(&line, "route_model", request->route_model);
+    if (request->route_index >= 0)
+        buf_printf(&line, ",\"route\":%d", request->route_index);
+    add_string(&line, "experiment", request->experiment);
+    add_string(&line, "arm", request->arm);
+    add_string(&line, "shadow_of", request->shadow_of);
+    buf_printf(&line, ",\"attempt_count\":%d,\"attempts\":[%s]", request->attempt_count,
+               request->attempts.data ? request->attempts.data : "");
+    add_string(&line, "fallback_reason", request->fallback_reasons.length ? request->fallback_reasons.data : NULL);
     add_string(&line, "error_type", request->error_type);
     add_string(&line, "error", request->error_message);
     buf_append_str(&line, "}\n");

@@ -372,17 +372,80 @@ static int apply_provider_defaults(loader_t *loader, yaml_node_t *node, const ch
     return 0;
 }
 
+static int parse_breaker(loader_t *loader, yaml_node_t *node, const char *path, breaker_config_t *breaker)
+{
+    static const char *const keys[] = {"failures", "error_rate", "min_requests", "window_ms", "cooldown_ms",
+                                       "half_open_requests", NULL};
+    if (loader_expect_type(loader, node, YAML_MAPPING_NODE, path) || loader_check_keys(loader, node, path, keys))
+        return -1;
+    FOR_EACH_PAIR(node, pair)
+    {
+        const char *key = loader_key(loader, pair);
+        yaml_node_t *value = loader_node(loader, pair->value);
+        char item_path[CONFIG_PATH_LENGTH];
+        snprintf(item_path, sizeof item_path, "%s.%s", path, key);
+        long number = 0;
+        int rc;
+        if (strcmp(key, "error_rate") == 0) {
+            rc = loader_double(loader, value, item_path, &breaker->error_rate);
+        } else if (strcmp(key, "window_ms") == 0 || strcmp(key, "cooldown_ms") == 0) {
+            rc = loader_long(loader, value, item_path, 1, 86400000,
+                             key[0] == 'w' ? &breaker->window_ms : &breaker->cooldown_ms);
+        } else {
+            rc = loader_long(loader, value, item_path, 0, 1000000, &number);
+            *(strcmp(key, "failures") == 0       ? &breaker->failures
+              : strcmp(key, "min_requests") == 0 ? &breaker->min_requests
+                                                 : &breaker->half_open_requests) = (int)number;
+        }
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int parse_health_check(loader_t *loader, yaml_node_t *node, const char *path, health_check_config_t *health)
+{
+    static const char *const keys[] = {"interval_ms", "timeout_ms", "path", NULL};
+    if (loader_expect_type(loader, node, YAML_MAPPING_NODE, path) || loader_check_keys(loader, node, path, keys))
+        return -1;
+    health->interval_ms = 10000;
+    FOR_EACH_PAIR(node, pair)
+    {
+        const char *key = loader_key(loader, pair);
+        yaml_node_t *value = loader_node(loader, pair->value);
+        char item_path[CONFIG_PATH_LENGTH];
+        snprintf(item_path, sizeof item_path, "%s.%s", path, key);
+        int rc;
+        if (strcmp(key, "path") == 0) {
+            free(health->path);
+            rc = (health->path = loader_string(loader, value, item_path)) ? 0 : -1;
+        } else {
+            rc = loader_long(loader, value, item_path, 10, 86400000,
+                             key[0] == 'i' ? &health->interval_ms : &health->timeout_ms);
+        }
+        if (rc != 0)
+            return -1;
+    }
+    if (health->path == NULL && (health->path = strdup("/models")) == NULL)
+        return -1;
+    return 0;
+}
+
 static int parse_provider(loader_t *loader, const char *name, yaml_node_t *node, provider_config_t *provider)
 {
     static const char *const keys[] = {"type", "base_url", "api_key", "headers", "max_connections", "timeouts",
                                        "api_version", "anthropic_version", "default_max_tokens", "region",
-                                       "access_key_id", "secret_access_key", "session_token", NULL};
+                                       "access_key_id", "secret_access_key", "session_token", "breaker",
+                                       "health_check", NULL};
     char path[CONFIG_PATH_LENGTH];
     snprintf(path, sizeof path, "providers.%s", name);
     provider->name = strdup(name);
     provider->max_connections = 256;
     provider->timeouts = (provider_timeouts_t){.connect_ms = 5000, .first_byte_ms = 60000, .idle_ms = 60000,
                                                .total_ms = 600000};
+    provider->breaker = (breaker_config_t){.failures = 5, .error_rate = 0.5, .min_requests = 20, .window_ms = 30000,
+                                           .cooldown_ms = 10000, .half_open_requests = 1};
+    provider->health_check = (health_check_config_t){.interval_ms = 0, .timeout_ms = 2000, .path = NULL};
     if (provider->name == NULL || loader_expect_type(loader, node, YAML_MAPPING_NODE, path) ||
         loader_check_keys(loader, node, path, keys))
         return -1;
@@ -415,6 +478,10 @@ static int parse_provider(loader_t *loader, const char *name, yaml_node_t *node,
             provider->max_connections = (int)number;
         } else if (strcmp(key, "timeouts") == 0) {
             rc = loader_timeouts(loader, value, item_path, &provider->timeouts);
+        } else if (strcmp(key, "breaker") == 0) {
+            rc = parse_breaker(loader, value, item_path, &provider->breaker);
+        } else if (strcmp(key, "health_check") == 0) {
+            rc = parse_health_check(loader, value, item_path, &provider->health_check);
         } else if (strcmp(key, "default_max_tokens") == 0) {
             rc = loader_long(loader, value, item_path, 1, 10000000, &provider->default_max_tokens);
         } else {
@@ -843,6 +910,7 @@ static void config_free(config_t *config)
             free(secrets[j]);
         }
         free(provider->api_version);
+        free(provider->health_check.path);
         free(provider->anthropic_version);
         free(provider->region);
         free_string_array(provider->extra_headers, provider->extra_header_count);

@@ -5,7 +5,9 @@
 #include <event2/http.h>
 #include <string.h>
 
+#include "sluice/breaker.h"
 #include "sluice/metrics.h"
+#include "sluice/util/clock.h"
 #include "sluice/pipeline.h"
 #include "sluice/server.h"
 #include "sluice/worker.h"
@@ -59,11 +61,14 @@ static void handle_metrics(struct evhttp_request *http, worker_t *worker)
 
 static void handle_ready(struct evhttp_request *http, worker_t *worker)
 {
-    if (worker->is_draining || !atomic_load(&worker->server->is_ready)) {
-        reply_plain_json(http, 503, "{\"status\":\"draining\"}");
-        return;
-    }
-    reply_plain_json(http, 200, "{\"status\":\"ready\"}");
+    bool is_ready = !worker->is_draining && atomic_load(&worker->server->is_ready);
+    buf_t body;
+    buf_init(&body);
+    buf_printf(&body, "{\"status\":\"%s\",\"routing\":", is_ready ? "ready" : "draining");
+    breaker_render_json(&body, clock_monotonic_us() / 1000u);
+    buf_append_char(&body, '}');
+    reply_plain_json(http, is_ready ? 200 : 503, body.data ? body.data : "{\"status\":\"error\"}");
+    buf_free(&body);
 }
 
 /* Length of the path part of a URI (before any query string). */

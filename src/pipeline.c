@@ -42,6 +42,15 @@ void pipeline_start(request_t *request)
     run_from(request);
 }
 
+void pipeline_start_from(request_t *request, const stage_t *stage)
+{
+    request->next_stage = 0;
+    while (request->next_stage < STAGE_COUNT && stages[request->next_stage] != stage)
+        request->next_stage++;
+    request->stages_entered = request->next_stage;
+    run_from(request);
+}
+
 void pipeline_resume(request_t *request, stage_result_t result)
 {
     switch (result) {

@@ -86,6 +86,9 @@ request_t *request_new(struct worker *worker, struct evhttp_request *http, endpo
     request->endpoint = endpoint;
     request->start_us = clock_monotonic_us();
     request->status = 0;
+    request->route_index = -1;
+    buf_init(&request->attempts);
+    buf_init(&request->fallback_reasons);
     uint64_t random = worker_random(worker);
     snprintf(request->id, sizeof request->id, "req_%016llx%04x", (unsigned long long)random,
              (unsigned)(worker->request_counter++ & 0xffff));
@@ -100,6 +103,40 @@ request_t *request_new(struct worker *worker, struct evhttp_request *http, endpo
     return request;
 }
 
+request_t *request_new_shadow(const request_t *parent, const char *model)
+{
+    request_t *request = calloc(1, sizeof *request);
+    if (request == NULL)
+        return NULL;
+    arena_init(&request->arena);
+    buf_init(&request->attempts);
+    buf_init(&request->fallback_reasons);
+    request->worker = parent->worker;
+    request->config = config_ref(parent->config);
+    request->endpoint = parent->endpoint;
+    request->start_us = clock_monotonic_us();
+    request->route_index = -1;
+    snprintf(request->id, sizeof request->id, "req_%016llx%04x", (unsigned long long)worker_random(parent->worker),
+             (unsigned)(parent->worker->request_counter++ & 0xffff));
+    request->shadow_of = arena_strdup(&request->arena, parent->id);
+    request->model = arena_strdup(&request->arena, model);
+    request->route_model = request->model;
+    request->user = arena_strdup(&request->arena, parent->user);
+    request->feature = arena_strdup(&request->arena, parent->feature);
+    request->tags = arena_strdup(&request->arena, parent->tags);
+    request->key = parent->key;
+    request->is_stream = parent->is_stream;
+    request->client_wants_usage = parent->client_wants_usage;
+    request->bytes_in = parent->bytes_in;
+    request->body = json_deep_copy(parent->body);
+    atomic_fetch_add(&request->worker->in_flight, 1);
+    if (request->body == NULL || request->model == NULL) {
+        request_free(request);
+        return NULL;
+    }
+    return request;
+}
+
 void request_free(request_t *request)
 {
     stop_watching_client(request);
@@ -107,6 +144,8 @@ void request_free(request_t *request)
         evhttp_connection_set_closecb(request->connection, NULL, NULL);
     atomic_fetch_sub(&request->worker->in_flight, 1);
     json_decref(request->body);
+    buf_free(&request->attempts);
+    buf_free(&request->fallback_reasons);
     config_unref(request->config);
     arena_release(&request->arena);
     free(request);

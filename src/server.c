@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "sluice/access_log.h"
+#include "sluice/health.h"
 #include "sluice/log.h"
 #include "sluice/util/clock.h"
 
@@ -233,7 +234,11 @@ int server_run(const char *config_path, config_t *config)
         log_info("sluice %s listening on %s:%d with %d workers (%zu providers, %zu models, %zu keys)", SLUICE_VERSION,
                  config->server.listen_host, config->server.listen_port, server.worker_count,
                  config->provider_count, config->model_count, config->key_count);
+        health_checker_t *health = health_checker_start(loop.base, &server);
+        if (health == NULL)
+            log_warn("health checks could not start");
         event_base_loop(loop.base, EVLOOP_NO_EXIT_ON_EMPTY);
+        health_checker_free(health);
         exit_code = 0;
     }
     stop_workers(&server);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "sluice/frontend.h"
+#include "sluice/latency.h"
 #include "sluice/log.h"
 #include "sluice/metrics.h"
 #include "sluice/server.h"
@@ -50,8 +51,9 @@ int worker_init(worker_t *worker, struct server *server, int index, int listen_f
     worker->http = evhttp_new(worker->base);
     worker->pool = upstream_pool_new(worker->base);
     worker->metrics = metrics_new();
+    worker->latency = latency_table_new();
     worker->command_event = event_new(worker->base, -1, 0, worker_on_command, worker);
-    if (worker->http == NULL || worker->pool == NULL || worker->metrics == NULL || worker->command_event == NULL)
+    if (worker->http == NULL || worker->pool == NULL || worker->metrics == NULL || worker->latency == NULL || worker->command_event == NULL)
         return -1;
     config_t *config = server_config(server);
     /* evhttp's own limit is a memory backstop above max_body_bytes: bodies in
@@ -93,6 +95,7 @@ void worker_free(worker_t *worker)
         evhttp_free(worker->http);
     upstream_pool_free(worker->pool);
     metrics_free(worker->metrics);
+    latency_table_free(worker->latency);
     if (worker->command_event != NULL)
         event_free(worker->command_event);
     if (worker->base != NULL)

@@ -31,6 +31,23 @@ typedef struct provider_timeouts {
     long total_ms;      /* whole transfer */
 } provider_timeouts_t;
 
+/* Circuit breaker settings; per provider, applied to each of its targets. */
+typedef struct breaker_config {
+    int failures;          /* consecutive failures that open the breaker */
+    double error_rate;     /* ... or this failure share in the window */
+    int min_requests;      /* requests in the window before error_rate counts */
+    long window_ms;
+    long cooldown_ms;      /* open → half-open after this */
+    int half_open_requests; /* trial requests let through while half-open */
+} breaker_config_t;
+
+/* Active health checks; off unless interval_ms > 0. */
+typedef struct health_check_config {
+    long interval_ms;
+    long timeout_ms;
+    char *path; /* appended to base_url, e.g. "/models" */
+} health_check_config_t;
+
 /* Owner: config_t.providers. */
 typedef struct provider_config {
     char *name;
@@ -48,6 +65,8 @@ typedef struct provider_config {
     size_t extra_header_count;
     int max_connections; /* across all workers */
     provider_timeouts_t timeouts;
+    breaker_config_t breaker;
+    health_check_config_t health_check;
 } provider_config_t;
 
 /* Owner: model_config_t.targets. */

@@ -29,6 +29,8 @@ extern const stage_t stage_upstream;   /* upstream.c */
 
 /* Runs the request through the stages from the start. */
 void pipeline_start(request_t *request);
+/* Runs a request that needs no front-end stages (a shadow copy) from stage on. */
+void pipeline_start_from(request_t *request, const stage_t *stage);
 /* Called by a pending stage when its work is done, with what it would have returned. */
 void pipeline_resume(request_t *request, stage_result_t result);
 /* Runs completion hooks in reverse and frees the request. */

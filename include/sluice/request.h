@@ -20,6 +20,7 @@
 #include "sluice/config.h"
 #include "sluice/usage.h"
 #include "sluice/util/arena.h"
+#include "sluice/util/buf.h"
 
 struct evhttp_request;
 struct evhttp_connection;
@@ -27,6 +28,16 @@ struct evbuffer;
 struct event;
 struct worker;
 struct upstream_transfer;
+
+/* An error reply kept while other attempts are tried (strings in the arena). */
+typedef struct request_error {
+    int status; /* 0 = none */
+    const char *type;
+    const char *code;
+    const char *param;
+    const char *message;
+    const char *retry_after;
+} request_error_t;
 
 typedef enum {
     ENDPOINT_CHAT_COMPLETIONS,
@@ -64,8 +75,30 @@ typedef struct request {
     const key_config_t *key;
 
     /* router */
+    const char *route_model;              /* the model name after rules and experiments */
+    int route_index;                      /* the rule that matched, -1 for none */
+    const char *experiment;               /* A/B experiment and arm, when one applied */
+    const char *arm;
+    const char *shadow_model;             /* a copy of this request goes there */
+    const char *shadow_of;                /* this request is a shadow copy of that request id */
+    const model_config_t *model_config;   /* NULL when the client named provider/model */
+    const target_config_t **candidates;   /* targets in attempt order (arena) */
+    size_t candidate_count;
+    size_t next_candidate;
+    int round;                            /* completed passes over the candidates */
+    long estimated_prompt_tokens;
+    uint64_t deadline_us;                 /* 0 = none */
+    bool wants_synthesized_stream;        /* cascade: stream built from the final answer */
+
+    /* the current attempt */
     const provider_config_t *provider;
     const char *upstream_model;
+    const provider_timeouts_t *timeouts;
+    int attempt_count;
+    buf_t attempts;                       /* JSON array body of finished attempts, for the log */
+    buf_t fallback_reasons;               /* "provider/model: reason; ..." for the header */
+    request_error_t last_error;           /* replied when no attempt is left */
+    struct event *backoff_timer;          /* waiting before another pass over the candidates */
 
     /* upstream */
     struct upstream_transfer *transfer;
@@ -87,6 +120,9 @@ typedef struct request {
 } request_t;
 
 request_t *request_new(struct worker *worker, struct evhttp_request *http, endpoint_t endpoint);
+/* A detached copy of parent for shadow traffic: same body, key and caller,
+ * sent to model; it has no client, so its replies go only to the log. */
+request_t *request_new_shadow(const request_t *parent, const char *model);
 /* Releases everything the request owns. Called by pipeline_finish(). */
 void request_free(request_t *request);
 

@@ -22,6 +22,7 @@ struct evhttp_bound_socket;
 struct server;
 struct upstream_pool;
 struct metrics;
+struct latency_table;
 
 /* Owner: server_t.workers. */
 typedef struct worker {
@@ -34,6 +35,7 @@ typedef struct worker {
     int listen_fd;
     struct upstream_pool *pool;
     struct metrics *metrics;     /* this worker's shard */
+    struct latency_table *latency; /* recent latency per target, for routing */
     struct event *command_event; /* wakes the loop for commands from the main thread */
     atomic_int pending_command;
     atomic_long in_flight;       /* open requests, read by the main thread while draining */
