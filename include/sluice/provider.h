@@ -77,5 +77,7 @@ const provider_adapter_t *provider_adapter_for(provider_type_t type);
 const char *provider_openai_path(endpoint_t endpoint);
 
 extern const provider_adapter_t provider_openai; /* providers/openai.c */
+extern const provider_adapter_t provider_azure;   /* providers/azure.c */
+extern const provider_adapter_t provider_bedrock; /* providers/bedrock.c */
 
 #endif

@@ -7,10 +7,12 @@ const provider_adapter_t *provider_adapter_for(provider_type_t type)
     case PROVIDER_OPENAI:
     case PROVIDER_OPENAI_COMPATIBLE:
         return &provider_openai;
+    case PROVIDER_AZURE:
+        return &provider_azure;
+    case PROVIDER_BEDROCK:
+        return &provider_bedrock;
     case PROVIDER_ANTHROPIC:
     case PROVIDER_GEMINI:
-    case PROVIDER_AZURE:
-    case PROVIDER_BEDROCK:
         return NULL; /* not in this build yet: config rejects the type */
     }
     return NULL;
