@@ -93,7 +93,10 @@ static int parse_target(loader_t *loader, yaml_node_t *node, const char *path, t
         target->provider =
             (provider_config_t *)config_find_provider(loader->config, provider_name, strlen(provider_name));
         if (target->provider == NULL) {
-            loader_fail(loader, node, path, "unknown provider '%s'", provider_name);
+            char provider_path[CONFIG_PATH_LENGTH];
+            snprintf(provider_path, sizeof provider_path, "%s.provider", path);
+            loader_fail(loader, loader_child_or_self(loader, node, "provider"), provider_path,
+                        "unknown provider '%s'", provider_name);
             rc = -1;
         } else {
             target->timeouts = target->provider->timeouts;

@@ -177,6 +177,12 @@ static int check_message(check_t *check, const json_t *message, size_t index)
 
 static int check_tools(check_t *check, const json_t *body)
 {
+    /* tool_choice and response_format are checked with or without tools. */
+    const json_t *choice = json_object_get(body, "tool_choice");
+    if (choice != NULL && !json_is_null(choice) && !json_is_string(choice) && !json_is_object(choice))
+        return invalid(check, "tool_choice", "'%s' must be a string or an object%s", NULL);
+    if (check_type(check, body, "response_format", JSON_OBJECT, "an object") != 0)
+        return -1;
     const json_t *tools = json_object_get(body, "tools");
     if (tools == NULL || json_is_null(tools))
         return 0;
@@ -193,10 +199,7 @@ static int check_tools(check_t *check, const json_t *body)
             !json_is_string(json_object_get(function, "name")))
             return invalid(check, param, "'%s' is required and must be a string%s", NULL);
     }
-    const json_t *choice = json_object_get(body, "tool_choice");
-    if (choice != NULL && !json_is_null(choice) && !json_is_string(choice) && !json_is_object(choice))
-        return invalid(check, "tool_choice", "'%s' must be a string or an object%s", NULL);
-    return check_type(check, body, "response_format", JSON_OBJECT, "an object");
+    return 0;
 }
 
 static int check_chat(check_t *check, const json_t *body)
