@@ -117,12 +117,13 @@ static void note_attempt(request_t *request, const provider_config_t *provider, 
     buf_printf(attempts, "\",\"latency_ms\":%.3f}", latency_ms);
 }
 
-static void note_fallback(request_t *request, const char *outcome)
+static void note_fallback(request_t *request, const provider_config_t *provider, const char *model,
+                          const char *outcome)
 {
     buf_t *reasons = &request->fallback_reasons;
     if (reasons->length)
         buf_append_str(reasons, "; ");
-    buf_printf(reasons, "%s/%s: %s", request->provider->name, request->upstream_model, outcome);
+    buf_printf(reasons, "%s/%s: %s", provider->name, model, outcome);
 }
 
 static void add_route_headers(request_t *request)
@@ -392,7 +393,7 @@ static bool accept_answer(upstream_transfer_t *transfer)
     if (failed != NULL) {
         const char *outcome = arena_sprintf(&request->arena, "check_failed:%s", failed);
         note_attempt(request, request->provider, request->upstream_model, outcome, latency_ms);
-        note_fallback(request, outcome);
+        note_fallback(request, request->provider, request->upstream_model, outcome);
         json_decref(response);
         buf_free(&translated);
         return false;
@@ -475,7 +476,7 @@ static void conclude(upstream_transfer_t *transfer, CURLcode result)
             reply_last_error(request);
             return;
         }
-        note_fallback(request, outcome);
+        note_fallback(request, request->provider, request->upstream_model, outcome);
     }
     request->status = -1; /* the next attempt decides */
 }
@@ -639,9 +640,12 @@ static stage_result_t start_next_attempt(request_t *request)
     while (request->next_candidate < request->candidate_count) {
         const target_config_t *target = request->candidates[request->next_candidate++];
         long retry_after_ms = 0;
-        if (request->model_config != NULL && request->candidate_count > 1 &&
+        /* An open breaker is skipped at once, even for a model's only target:
+         * failing fast is what protects the caller and the provider. */
+        if (request->model_config != NULL &&
             !breaker_allow(target->provider, target->model, now_ms(), &retry_after_ms)) {
             note_attempt(request, target->provider, target->model, "circuit_open", 0);
+            note_fallback(request, target->provider, target->model, "circuit_open");
             if (soonest_open_ms < 0 || retry_after_ms < soonest_open_ms)
                 soonest_open_ms = retry_after_ms;
             continue;
