@@ -23,6 +23,7 @@
 #include "sluice/openai_chunk.h"
 #include "sluice/pipeline.h"
 #include "sluice/provider.h"
+#include "sluice/router.h"
 #include "sluice/server.h"
 #include "sluice/upstream_pool.h"
 #include "sluice/util/clock.h"
@@ -610,11 +611,9 @@ static bool schedule_another_round(request_t *request, long soonest_open_ms)
     const model_config_t *model = request->model_config;
     if (model == NULL || request->round >= model->retry_rounds)
         return false;
-    double ceiling = fmin((double)model->max_backoff_ms, (double)model->backoff_ms * pow(2.0, request->round));
-    long delay = (long)((double)(worker_random(request->worker) >> 11) / 9007199254740992.0 * ceiling);
+    double unit = (double)(worker_random(request->worker) >> 11) / 9007199254740992.0;
     long retry_after = request->last_error.retry_after ? strtol(request->last_error.retry_after, NULL, 10) * 1000 : 0;
-    if (retry_after > delay)
-        delay = retry_after;
+    long delay = router_backoff_ms(request->round, model->backoff_ms, model->max_backoff_ms, unit, retry_after);
     if (soonest_open_ms > delay && request->last_error.status == 0)
         delay = soonest_open_ms;
     if (request->deadline_us && clock_monotonic_us() + (uint64_t)delay * 1000u >= request->deadline_us)

@@ -608,3 +608,24 @@ Test(cascade, all_checks_in_order_and_refusal_field)
     cr_expect_str_eq(check("[finish_stop, json]", "{}", "length"), "finish_stop");
     cr_expect_null(check("[json, finish_stop, no_refusal, {min_length: 2}]", "{\"ok\":true}", "stop"));
 }
+
+/* ---- retries ------------------------------------------------------------------- */
+
+Test(retry, backoff_is_full_jitter_capped_and_honours_retry_after)
+{
+    /* full jitter: uniform over [0, min(max, base × 2^round)] */
+    cr_expect_eq(router_backoff_ms(0, 200, 5000, 0.0, 0), 0);
+    cr_expect_eq(router_backoff_ms(0, 200, 5000, 0.5, 0), 100);
+    cr_expect_eq(router_backoff_ms(2, 200, 5000, 0.999, 0), 799);
+    cr_expect_eq(router_backoff_ms(10, 200, 5000, 0.5, 0), 2500, "capped at max_backoff_ms");
+    cr_expect_eq(router_backoff_ms(1, 200, 5000, 0.1, 1000), 1000, "retry-after wins when longer");
+    cr_expect_eq(router_backoff_ms(3, 200, 5000, 0.9, 1000), 1440, "the draw wins when longer");
+    /* the mean of the draws is half the ceiling */
+    uint64_t state = 88172645463325252ull;
+    double sum = 0;
+    for (int i = 0; i < 10000; i++) {
+        state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+        sum += (double)router_backoff_ms(1, 200, 5000, (double)(state >> 11) / 9007199254740992.0, 0);
+    }
+    cr_expect(fabs(sum / 10000 - 200) < 5, "mean %.1f ms, want 200", sum / 10000);
+}
