@@ -637,6 +637,10 @@ static stage_result_t start_next_attempt(request_t *request)
 {
     long soonest_open_ms = -1;
     while (request->next_candidate < request->candidate_count) {
+        /* Past the deadline another attempt could only time out at once. */
+        if (request->deadline_us != 0 && request->last_error.status != 0 &&
+            clock_monotonic_us() >= request->deadline_us)
+            break;
         const target_config_t *target = request->candidates[request->next_candidate++];
         long retry_after_ms = 0;
         /* An open breaker is skipped at once, even for a model's only target:
