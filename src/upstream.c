@@ -289,7 +289,11 @@ static void describe_failure(upstream_transfer_t *transfer, CURLcode result, fai
     const char *name = request->provider->name;
     *error = (request_error_t){.retry_after = transfer->retry_after};
     if (failure == FAILURE_TIMEOUT) {
-        const char *what = transfer->is_timed_out ? (transfer->has_headers ? "idle gap" : "first byte") : "total";
+        curl_off_t connected_us = 0;
+        curl_easy_getinfo(transfer->easy, CURLINFO_CONNECT_TIME_T, &connected_us);
+        const char *what = transfer->is_timed_out ? (transfer->has_headers ? "idle gap" : "first byte")
+                           : connected_us == 0    ? "connect"
+                                                  : "total";
         *error = (request_error_t){504, "upstream_timeout", "upstream_timeout", NULL,
                                    arena_sprintf(&request->arena, "upstream provider %s timed out (%s timeout)", name,
                                                  what), NULL};
