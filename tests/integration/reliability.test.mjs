@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
 import {
-    assembleChat, assertOpenAIError, chat, closedPort, post, startStack, streamRequest,
+    assembleChat, assertOpenAIError, chat, closedPort, post, startStack, streamRequest, waitFor,
 } from '../lib/harness.mjs';
 import { median, outcomes, timedChats } from './routing-lib.mjs';
 
@@ -48,6 +48,10 @@ describe('reliability: fallback, retries, timeouts', { timeout: 120000 }, () => 
                 },
                 hang_provider_timeout: { targets: [mock('gpt-4o@delay_ms=5000'), mock('gpt-4o-mini')] },
                 hang_alone: { targets: [mock('gpt-4o@delay_ms=5000')] },
+                backoff_long: {
+                    retry: { rounds: 2, backoff_ms: 10 },
+                    targets: [mock('gpt-4o@status=429,retry_after=3')],
+                },
                 idle: {
                     timeouts: { idle_ms: 300 },
                     targets: [mock('gpt-4o'), mock('gpt-4o-mini')],
@@ -227,5 +231,14 @@ describe('reliability: fallback, retries, timeouts', { timeout: 120000 }, () => 
             { key, headers: { 'x-sluice-deadline-ms': '400' } });
         assert.equal(r.status, 504, r.text);
         assert.ok(r.ms >= 395 && r.ms < 400 + 50, `${r.ms} ms, not the provider's 2000 ms first-byte timeout`);
+    });
+
+    test('a client that leaves during the backoff wait ends the request (499), nothing leaks', async () => {
+        await assert.rejects(post(s.gw, 'chat/completions', chat('backoff_long', 'leaving'), { key, timeoutMs: 300 }));
+        const e = await waitFor(() => s.gw.accessLog().find((l) => l.model === 'backoff_long'),
+            { timeoutMs: 3000, what: 'the access-log line of the abandoned request' });
+        assert.equal(e.status, 499);
+        assert.ok(e.latency_ms < 1000, `${e.latency_ms} ms: ended when the client left, not after retry-after`);
+        assert.deepEqual(outcomes(e), ['http_429']);
     });
 });
