@@ -9,7 +9,9 @@ export async function startMockOn(port, { threads = 1, delayMs } = {}) {
     const args = ['--listen', `127.0.0.1:${port}`, '--threads', String(threads)];
     if (delayMs !== undefined) args.push('--delay-ms', String(delayMs));
     const handle = startProcess(SLUICE_MOCK_BIN, args, { name: `sluice-mock:${port}` });
-    await handle.waitForLine(/sluice-mock listening on/, { timeoutMs: 10000 });
+    // the readiness line on either stream (the mock has printed it on stdout and on stderr)
+    const ready = /sluice-mock listening on/;
+    await Promise.any(['stderr', 'stdout'].map((stream) => handle.waitForLine(ready, { timeoutMs: 10000, stream })));
     return handle;
 }
 
