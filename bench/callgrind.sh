@@ -82,7 +82,7 @@ curl_config() { # curl_config COUNT BODY_FILE > FILE
         printf 'url = "http://127.0.0.1:%s/v1/chat/completions"\n' "$sluice_port"
         printf 'data-binary = "@%s"\nheader = "content-type: application/json"\n' "$2"
         printf 'header = "authorization: Bearer %s"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n' "$client_key"
-        ((i + 1 < $1)) && printf 'next\n'
+        if ((i + 1 < $1)); then printf 'next\n'; fi
     done
 }
 printf '{"model":"fast","messages":[{"role":"system","content":"You are a benchmark."},{"role":"user","content":"Say something short. @mock words=20"}]}' >"$tmp/plain.json"
@@ -131,32 +131,56 @@ nonstream_ir=$(<"$tmp/nonstream.ir") stream_ir=$(<"$tmp/stream.ir") baseline_ir=
 nonstream_per=$(((nonstream_ir - baseline_ir) / requests))
 stream_per=$(((stream_ir - baseline_ir) / requests))
 
-# Per-function exclusive Ir: the non-streaming run minus the baseline, per request.
-annotate() { callgrind_annotate --threshold=100 --inclusive=no "$1" 2>/dev/null |
-    awk '/^ *[0-9,]+ +(\([ 0-9.]+%\) +)?[^ ]/ { ir = $1; gsub(/,/, "", ir); $1 = ""; sub(/^ +/, ""); sub(/^\([ 0-9.]+%\) +/, ""); print ir "\t" $0 }'; }
-annotate "$tmp/callgrind.out.baseline" >"$tmp/baseline.fn"
-annotate "$tmp/callgrind.out.nonstream" >"$tmp/nonstream.fn"
-awk -F'\t' -v n="$requests" -v total="$((nonstream_ir - baseline_ir))" -v top="$top" '
-    NR == FNR { base[$2] = $1; next }
-    { d = $1 - base[$2]; if (d > 0) print d "\t" $2 }' "$tmp/baseline.fn" "$tmp/nonstream.fn" |
-    sort -t$'\t' -k1,1nr | head -n "$top" >"$tmp/top.fn"
+# Per-function Ir (exclusive, and inclusive for sluice's own functions): the non-streaming run
+# minus the baseline, per request.
+annotate() { # annotate FILE yes|no: "Ir<TAB>file:function" lines of callgrind_annotate's table
+    callgrind_annotate --threshold=100 --auto=no --inclusive="$2" "$1" 2>/dev/null | awk '
+        /file:function/ { table = 1; next }
+        table && /^-+$/ { next }
+        table && /^$/ { if (seen) exit; next }
+        table { seen = 1; ir = $1; gsub(/,/, "", ir); sub(/^ *[0-9,]+ +(\([ 0-9.]+%\) +)?/, ""); print ir "\t" $0 }'
+}
+top_delta() { # top_delta yes|no FILTER > FILE
+    annotate "$tmp/callgrind.out.baseline" "$1" >"$tmp/baseline.fn"
+    annotate "$tmp/callgrind.out.nonstream" "$1" >"$tmp/nonstream.fn"
+    awk -F'\t' -v filter="$2" 'NR == FNR { base[$2] = $1; next }
+        $2 ~ filter { d = $1 - base[$2]; if (d > 0) print d "\t" $2 }' "$tmp/baseline.fn" "$tmp/nonstream.fn" >"$tmp/delta.fn"
+    sort -t$'\t' -k1,1nr "$tmp/delta.fn" >"$tmp/sorted.fn"
+    head -n "$top" "$tmp/sorted.fn"
+}
+top_delta no '' >"$tmp/top.fn"
+# Inclusive: sluice's functions only, each once (callgrind names some with the full source path).
+top=$((top * 3)) top_delta yes '(^|/)src/' | awk -F'\t' -v top="$top" '{
+    fn = $2; sub(/ \[.*\]$/, "", fn); sub(/^.*\/src\//, "src/", fn)
+    if (!(fn in seen) && count < top) { seen[fn] = 1; count++; print $1 "\t" fn } }' >"$tmp/top_inclusive.fn"
+per_request_total=$((nonstream_ir - baseline_ir))
 
 echo "callgrind: sluice, 1 worker, $requests requests after $warmup warm-up, minus an idle run"
 printf '  %-14s %14s Ir total  %14s Ir per request\n' non-streaming "$nonstream_ir" "$nonstream_per"
 printf '  %-14s %14s Ir total  %14s Ir per request\n' streaming "$stream_ir" "$stream_per"
 printf '  %-14s %14s Ir total\n' "idle baseline" "$baseline_ir"
-echo "top functions per non-streaming request (exclusive Ir per request, share of the request):"
-awk -F'\t' -v n="$requests" -v total="$((nonstream_ir - baseline_ir))" \
-    '{ printf "  %10d  %5.1f %%  %s\n", $1 / n, 100 * $1 / total, $2 }' "$tmp/top.fn"
+print_top() {
+    awk -F'\t' -v n="$requests" -v total="$per_request_total" \
+        '{ printf "  %10d  %5.1f %%  %s\n", $1 / n, 100 * $1 / total, $2 }' "$1"
+}
+echo "top functions per non-streaming request, exclusive Ir per request (share of the request):"
+print_top "$tmp/top.fn"
+echo "sluice functions per non-streaming request, inclusive Ir per request (share of the request):"
+print_top "$tmp/top_inclusive.fn"
 
+json_top() {
+    awk -F'\t' -v n="$requests" -v total="$per_request_total" '{
+        fn = $2; gsub(/\\/, "\\\\", fn); gsub(/"/, "\\\"", fn)
+        printf "%s{\"ir\":%d,\"share\":%.2f,\"fn\":\"%s\"}", (NR > 1 ? "," : ""), $1 / n, 100 * $1 / total, fn }' "$1"
+}
 if [[ -n $json ]]; then
     {
         printf '{"requests":%d,"warmup":%d,"baseline_ir":%d,' "$requests" "$warmup" "$baseline_ir"
         printf '"nonstream":{"total_ir":%d,"ir_per_request":%d},' "$nonstream_ir" "$nonstream_per"
         printf '"stream":{"total_ir":%d,"ir_per_request":%d},"top":[' "$stream_ir" "$stream_per"
-        awk -F'\t' -v n="$requests" -v total="$((nonstream_ir - baseline_ir))" '{
-            fn = $2; gsub(/\\/, "\\\\", fn); gsub(/"/, "\\\"", fn)
-            printf "%s{\"ir\":%d,\"share\":%.2f,\"fn\":\"%s\"}", (NR > 1 ? "," : ""), $1 / n, 100 * $1 / total, fn }' "$tmp/top.fn"
+        json_top "$tmp/top.fn"
+        printf '],"top_inclusive":['
+        json_top "$tmp/top_inclusive.fn"
         printf ']}\n'
     } >"$json"
 fi

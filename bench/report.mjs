@@ -130,6 +130,14 @@ if (cg) {
         say('|---:|---:|---|');
         for (const f of cg.top) say(`| ${int(f.ir)} | ${f.share.toFixed(1)} % | \`${f.fn}\` |`);
     }
+    if (cg.top_inclusive?.length) {
+        say();
+        say('Sluice\'s own functions by inclusive instructions per non-streaming request (callees included):');
+        say();
+        say('| Ir per request | share | function |');
+        say('|---:|---:|---|');
+        for (const f of cg.top_inclusive) say(`| ${int(f.ir)} | ${f.share.toFixed(1)} % | \`${f.fn}\` |`);
+    }
 } else {
     say('Not measured in this run (BENCH_CALLGRIND=0).');
 }
