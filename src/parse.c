@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "sluice/anthropic_in.h"
 #include "sluice/pipeline.h"
 
 bool parse_json_too_deep(const char *text, size_t length, int max_depth)
@@ -313,6 +314,17 @@ static stage_result_t parse_on_request(request_t *request)
         return STAGE_RESPONDED;
     }
     char message[256], param[96];
+    if (request->is_anthropic_api) {
+        json_t *openai_body = NULL;
+        if (anthropic_in_request(request->body, &openai_body, message, sizeof message, param, sizeof param) != 0) {
+            if (message[0] == '\0')
+                return STAGE_ERROR;
+            request_reply_error(request, 400, "invalid_request_error", NULL, param, "%s", message);
+            return STAGE_RESPONDED;
+        }
+        json_decref(request->body);
+        request->body = openai_body;
+    }
     if (parse_validate(request->endpoint, request->body, message, sizeof message, param, sizeof param) != 0) {
         request_reply_error(request, 400, "invalid_request_error", NULL, param, "%s", message);
         return STAGE_RESPONDED;

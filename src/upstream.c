@@ -307,11 +307,11 @@ static void describe_failure(upstream_transfer_t *transfer, CURLcode result, fai
                                                  curl_easy_strerror(result)),
                                    NULL};
     } else {
-        provider_error_t mapped;
+        provider_error_t mapped = {0};
         transfer->adapter->translate_error(request, transfer->status, transfer->response.data,
                                            transfer->response.length, &mapped);
         *error = (request_error_t){mapped.status, mapped.type, mapped.code, mapped.param, mapped.message,
-                                   transfer->retry_after};
+                                   mapped.retry_after ? mapped.retry_after : transfer->retry_after};
     }
 }
 

@@ -28,6 +28,7 @@ struct evbuffer;
 struct event;
 struct worker;
 struct upstream_transfer;
+struct anthropic_in_stream;
 
 /* An error reply kept while other attempts are tried (strings in the arena). */
 typedef struct request_error {
@@ -70,6 +71,8 @@ typedef struct request {
     const char *model; /* as the client named it */
     bool is_stream;
     bool client_wants_usage;
+    bool is_anthropic_api; /* POST /v1/messages: body and replies in Anthropic's format (anthropic_in.h) */
+    struct anthropic_in_stream *client_stream; /* its stream encoder, created with the stream */
 
     /* auth */
     const key_config_t *key;
