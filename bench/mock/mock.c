@@ -493,8 +493,10 @@ int main(int argc, char **argv)
     close(listen_fd);
     int exit_code = 0;
     if (started == mock_options.threads) {
+        /* Announced on both streams: scripts read stdout, the test harness reads stderr. */
         printf("sluice-mock listening on %s:%d\n", mock_options.host, mock_options.port);
         fflush(stdout);
+        fprintf(stderr, "sluice-mock listening on %s:%d\n", mock_options.host, mock_options.port);
         int received = 0;
         while (sigwait(&stop_signals, &received) != 0)
             ;
