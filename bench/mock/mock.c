@@ -510,6 +510,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < started; i++)
         pthread_join(workers[i].thread, NULL);
     free(workers);
+    mock_record_shutdown();
     libevent_global_shutdown();
     return exit_code;
 }
