@@ -69,6 +69,12 @@ static void on_client_close(struct evhttp_connection *connection, void *argument
     request_t *request = argument;
     request->is_client_gone = true;
     stop_watching_client(request);
+    /* When evhttp itself saw the failure (EOF or a write error mid-reply), it
+     * detached our unfinished evhttp_request from the connection instead of
+     * freeing it: it is ours to free now. When we freed the connection
+     * (client_watch), the request is still attached and evhttp frees it. */
+    if (request->http != NULL && evhttp_request_get_connection(request->http) == NULL)
+        evhttp_request_free(request->http);
     request->http = NULL;
     request->connection = NULL;
     upstream_cancel(request); /* finishes and frees the request if a transfer was running */
