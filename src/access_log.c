@@ -43,9 +43,15 @@ int access_log_open(const char *destination, char *error, unsigned long size)
     return 0;
 }
 
-static void add_string(buf_t *line, const char *name, const char *value)
+/* Appends a constant piece of the line. */
+#define APPEND_LITERAL(line, text) buf_append((line), (text), sizeof(text) - 1)
+
+/* name is a literal: ,"name": goes in with one copy, no formatting. */
+#define add_string(line, name, value) add_string_piece((line), ",\"" name "\":", sizeof(",\"" name "\":") - 1, (value))
+
+static void add_string_piece(buf_t *line, const char *piece, size_t piece_length, const char *value)
 {
-    buf_printf(line, ",\"%s\":", name);
+    buf_append(line, piece, piece_length);
     if (value == NULL) {
         buf_append_str(line, "null");
         return;
@@ -53,6 +59,17 @@ static void add_string(buf_t *line, const char *name, const char *value)
     buf_append_char(line, '"');
     buf_append_json_escaped(line, value, strlen(value));
     buf_append_char(line, '"');
+}
+
+/* Microseconds as milliseconds with three decimals: exactly what %.3f printed
+ * of microseconds / 1e3, without floating point. */
+static void add_milliseconds(buf_t *line, uint64_t microseconds)
+{
+    char fraction[4] = {(char)('0' + microseconds / 100 % 10), (char)('0' + microseconds / 10 % 10),
+                        (char)('0' + microseconds % 10), '\0'};
+    buf_append_integer(line, (long long)(microseconds / 1000));
+    buf_append_char(line, '.');
+    buf_append(line, fraction, 3);
 }
 
 static const char *endpoint_name(endpoint_t endpoint)
@@ -77,7 +94,12 @@ static void access_log_on_complete(request_t *request)
     clock_format_utc(time_text, sizeof time_text);
     buf_t line;
     buf_init(&line);
-    buf_printf(&line, "{\"type\":\"access\",\"request_id\":\"%s\",\"time\":\"%s\"", request->id, time_text);
+    buf_reserve(&line, 1024); /* a typical line fits: no regrowth */
+    APPEND_LITERAL(&line, "{\"type\":\"access\",\"request_id\":\"");
+    buf_append_str(&line, request->id);
+    APPEND_LITERAL(&line, "\",\"time\":\"");
+    buf_append_str(&line, time_text);
+    buf_append_char(&line, '"');
     add_string(&line, "endpoint", endpoint_name(request->endpoint));
     add_string(&line, "key", request->key ? request->key->name : NULL);
     add_string(&line, "team", request->key ? request->key->team : NULL);
@@ -87,35 +109,55 @@ static void access_log_on_complete(request_t *request)
     add_string(&line, "model", request->model);
     add_string(&line, "provider", request->provider ? request->provider->name : NULL);
     add_string(&line, "upstream_model", request->upstream_model);
-    buf_printf(&line, ",\"status\":%d,\"latency_ms\":%.3f", request->status, (double)(now - request->start_us) / 1e3);
-    if (request->first_byte_us)
-        buf_printf(&line, ",\"ttfb_ms\":%.3f", (double)(request->first_byte_us - request->start_us) / 1e3);
-    else
-        buf_append_str(&line, ",\"ttfb_ms\":null");
-    if (request->usage.is_known)
-        buf_printf(&line, ",\"prompt_tokens\":%ld,\"completion_tokens\":%ld,\"total_tokens\":%ld",
-                   request->usage.prompt_tokens, request->usage.completion_tokens,
-                   request->usage.prompt_tokens + request->usage.completion_tokens);
-    else
-        buf_append_str(&line, ",\"prompt_tokens\":null,\"completion_tokens\":null,\"total_tokens\":null");
+    APPEND_LITERAL(&line, ",\"status\":");
+    buf_append_integer(&line, request->status);
+    APPEND_LITERAL(&line, ",\"latency_ms\":");
+    add_milliseconds(&line, now - request->start_us);
+    if (request->first_byte_us) {
+        APPEND_LITERAL(&line, ",\"ttfb_ms\":");
+        add_milliseconds(&line, request->first_byte_us - request->start_us);
+    } else {
+        APPEND_LITERAL(&line, ",\"ttfb_ms\":null");
+    }
+    if (request->usage.is_known) {
+        APPEND_LITERAL(&line, ",\"prompt_tokens\":");
+        buf_append_integer(&line, request->usage.prompt_tokens);
+        APPEND_LITERAL(&line, ",\"completion_tokens\":");
+        buf_append_integer(&line, request->usage.completion_tokens);
+        APPEND_LITERAL(&line, ",\"total_tokens\":");
+        buf_append_integer(&line, request->usage.prompt_tokens + request->usage.completion_tokens);
+    } else {
+        APPEND_LITERAL(&line, ",\"prompt_tokens\":null,\"completion_tokens\":null,\"total_tokens\":null");
+    }
     if (request->is_priced)
         buf_printf(&line, ",\"cost_usd\":%.8f", request->cost_usd);
     else
-        buf_append_str(&line, ",\"cost_usd\":null");
-    buf_printf(&line, ",\"stream\":%s,\"bytes_in\":%zu,\"bytes_out\":%zu", request->is_stream ? "true" : "false",
-               request->bytes_in, request->bytes_out);
+        APPEND_LITERAL(&line, ",\"cost_usd\":null");
+    if (request->is_stream)
+        APPEND_LITERAL(&line, ",\"stream\":true,\"bytes_in\":");
+    else
+        APPEND_LITERAL(&line, ",\"stream\":false,\"bytes_in\":");
+    buf_append_integer(&line, (long long)request->bytes_in);
+    APPEND_LITERAL(&line, ",\"bytes_out\":");
+    buf_append_integer(&line, (long long)request->bytes_out);
     add_string(&line, "route_model", request->route_model);
-    if (request->route_index >= 0)
-        buf_printf(&line, ",\"route\":%d", request->route_index);
+    if (request->route_index >= 0) {
+        APPEND_LITERAL(&line, ",\"route\":");
+        buf_append_integer(&line, request->route_index);
+    }
     add_string(&line, "experiment", request->experiment);
     add_string(&line, "arm", request->arm);
     add_string(&line, "shadow_of", request->shadow_of);
-    buf_printf(&line, ",\"attempt_count\":%d,\"attempts\":[%s]", request->attempt_count,
-               request->attempts.data ? request->attempts.data : "");
+    APPEND_LITERAL(&line, ",\"attempt_count\":");
+    buf_append_integer(&line, request->attempt_count);
+    APPEND_LITERAL(&line, ",\"attempts\":[");
+    if (request->attempts.data != NULL)
+        buf_append(&line, request->attempts.data, request->attempts.length);
+    buf_append_char(&line, ']');
     add_string(&line, "fallback_reason", request->fallback_reasons.length ? request->fallback_reasons.data : NULL);
     add_string(&line, "error_type", request->error_type);
     add_string(&line, "error", request->error_message);
-    buf_append_str(&line, "}\n");
+    APPEND_LITERAL(&line, "}\n");
     if (line.data != NULL) {
         ssize_t written = write(fd, line.data, line.length);
         (void)written; /* a full disk must not take requests down with it */

@@ -15,6 +15,7 @@ enum { POOL_FREE_LIST_MAX = 256 };
 typedef struct pool_socket {
     struct event *event;
     upstream_pool_t *pool;
+    short events; /* what event watches for */
 } pool_socket_t;
 
 /* Owner: the pool; transfers to one provider, for its connection limit. */
@@ -44,6 +45,7 @@ struct upstream_pool {
     int free_count;
     long running;
     pool_group_t *groups;
+    bool is_in_action; /* inside curl_multi_socket_action */
 };
 
 static int pool_start(upstream_pool_t *pool, pool_transfer_t *transfer)
@@ -107,7 +109,9 @@ static void pool_on_socket_event(evutil_socket_t fd, short what, void *argument)
     upstream_pool_t *pool = socket_state->pool;
     int flags = (what & EV_READ ? CURL_CSELECT_IN : 0) | (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
     int running = 0;
+    pool->is_in_action = true;
     curl_multi_socket_action(pool->multi, fd, flags, &running);
+    pool->is_in_action = false;
     pool_check_done(pool);
 }
 
@@ -117,7 +121,9 @@ static void pool_on_timer(evutil_socket_t fd, short what, void *argument)
     (void)what;
     upstream_pool_t *pool = argument;
     int running = 0;
+    pool->is_in_action = true;
     curl_multi_socket_action(pool->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    pool->is_in_action = false;
     pool_check_done(pool);
 }
 
@@ -140,12 +146,23 @@ static int pool_socket_callback(CURL *easy, curl_socket_t fd, int what, void *us
         if (socket_state == NULL)
             return -1;
         socket_state->pool = pool;
+        socket_state->event = event_new(pool->base, fd, events, pool_on_socket_event, socket_state);
+        if (socket_state->event == NULL) {
+            free(socket_state);
+            log_error("upstream pool: cannot watch socket %d", (int)fd);
+            return -1;
+        }
         curl_multi_assign(pool->multi, fd, socket_state);
+    } else if (socket_state->events == events) {
+        return 0; /* curl repeats itself: nothing to change */
     } else {
-        event_free(socket_state->event);
+        /* One event per socket, re-armed in place: no free and no new allocation,
+         * and with the base's changelist a del + add is at most one EPOLL_CTL_MOD. */
+        event_del(socket_state->event);
+        event_assign(socket_state->event, pool->base, fd, events, pool_on_socket_event, socket_state);
     }
-    socket_state->event = event_new(pool->base, fd, events, pool_on_socket_event, socket_state);
-    if (socket_state->event == NULL || event_add(socket_state->event, NULL) != 0) {
+    socket_state->events = events;
+    if (event_add(socket_state->event, NULL) != 0) {
         log_error("upstream pool: cannot watch socket %d", (int)fd);
         return -1;
     }
@@ -158,6 +175,14 @@ static int pool_timer_callback(CURLM *multi, long timeout_ms, void *user)
     upstream_pool_t *pool = user;
     if (timeout_ms < 0) {
         evtimer_del(pool->timer);
+        return 0;
+    }
+    if (timeout_ms == 0 && !pool->is_in_action) {
+        /* "Now" for a new transfer: run it once the current callback returns,
+         * in this loop iteration, rather than after a zero-timeout epoll_wait.
+         * (Asked from inside curl, it stays a timer so that I/O gets its turn.) */
+        evtimer_del(pool->timer);
+        event_active(pool->timer, EV_TIMEOUT, 0);
         return 0;
     }
     struct timeval delay = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};

@@ -17,6 +17,10 @@ typedef struct usage {
 
 /* Reads an OpenAI "usage" object; leaves usage unchanged when it is not one. */
 void usage_from_openai(const json_t *usage_object, usage_t *usage);
+/* The same from the raw text of a usage value in a document json_scan
+ * accepted (see util/json_scan.h), without building it; returns -1, leaving
+ * usage unchanged, when it cannot decide cheaply (escaped keys): parse then. */
+int usage_from_openai_text(const char *text, size_t length, usage_t *usage);
 /* USD for usage at the model's configured price; sets *is_priced. */
 double usage_cost_usd(const config_t *config, const char *model, const usage_t *usage, bool *is_priced);
 

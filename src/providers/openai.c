@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "sluice/provider.h"
+#include "sluice/util/json_scan.h"
 
 static int openai_build_call(request_t *request, provider_call_t *call)
 {
@@ -89,13 +90,27 @@ static int openai_translate_response(request_t *request, const char *body, size_
                                      bool *is_unchanged)
 {
     (void)out;
-    json_t *response = json_loadb(body, length, 0, NULL);
-    if (!json_is_object(response)) {
-        json_decref(response);
+    /* The body goes to the client as it is: check it is a JSON object and
+     * read its usage without building the tree (json_loadb was a quarter of
+     * a proxied request's instructions). */
+    const char *usage_text = NULL;
+    size_t usage_length = 0;
+    int scan = json_scan_member(body, length, "usage", &usage_text, &usage_length);
+    if (scan == JSON_SCAN_INVALID)
         return -1;
+    if (scan == JSON_SCAN_UNDECIDED) {
+        json_t *response = json_loadb(body, length, 0, NULL);
+        if (!json_is_object(response)) {
+            json_decref(response);
+            return -1;
+        }
+        usage_from_openai(json_object_get(response, "usage"), &request->usage);
+        json_decref(response);
+    } else if (usage_from_openai_text(usage_text, usage_length, &request->usage) != 0) {
+        json_t *usage = json_loadb(usage_text, usage_length, 0, NULL);
+        usage_from_openai(usage, &request->usage);
+        json_decref(usage);
     }
-    usage_from_openai(json_object_get(response, "usage"), &request->usage);
-    json_decref(response);
     *is_unchanged = true;
     return 0;
 }

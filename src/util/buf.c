@@ -59,17 +59,42 @@ int buf_append_char(buf_t *buffer, char character) { return buf_append(buffer, &
 
 int buf_printf(buf_t *buffer, const char *format, ...)
 {
+    /* One pass when the result fits the spare capacity, which it nearly always does. */
+    size_t spare = buffer->capacity > buffer->length ? buffer->capacity - buffer->length : 0;
     va_list args;
     va_start(args, format);
-    int length = vsnprintf(NULL, 0, format, args);
+    int length = vsnprintf(spare ? buffer->data + buffer->length : NULL, spare, format, args);
     va_end(args);
-    if (length < 0 || buf_reserve(buffer, (size_t)length) != 0)
+    if (length < 0) {
+        if (spare)
+            buffer->data[buffer->length] = '\0';
         return -1;
-    va_start(args, format);
-    vsnprintf(buffer->data + buffer->length, (size_t)length + 1, format, args);
-    va_end(args);
+    }
+    if ((size_t)length >= spare) {
+        if (buf_reserve(buffer, (size_t)length) != 0) {
+            if (spare)
+                buffer->data[buffer->length] = '\0';
+            return -1;
+        }
+        va_start(args, format);
+        vsnprintf(buffer->data + buffer->length, (size_t)length + 1, format, args);
+        va_end(args);
+    }
     buffer->length += (size_t)length;
     return 0;
+}
+
+int buf_append_integer(buf_t *buffer, long long value)
+{
+    char digits[24];
+    char *end = digits + sizeof digits, *p = end;
+    unsigned long long magnitude = value < 0 ? 0ull - (unsigned long long)value : (unsigned long long)value;
+    do
+        *--p = (char)('0' + magnitude % 10);
+    while ((magnitude /= 10) != 0);
+    if (value < 0)
+        *--p = '-';
+    return buf_append(buffer, p, (size_t)(end - p));
 }
 
 int buf_append_json_escaped(buf_t *buffer, const char *text, size_t length)
@@ -77,29 +102,30 @@ int buf_append_json_escaped(buf_t *buffer, const char *text, size_t length)
     static const char hex[] = "0123456789abcdef";
     if (buf_reserve(buffer, length + 8) != 0)
         return -1;
+    size_t plain = 0; /* start of the run of bytes that need no escape */
     for (size_t i = 0; i < length; i++) {
         unsigned char c = (unsigned char)text[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
         char escape[7];
-        size_t escape_length = 0;
+        size_t escape_length = 2;
         switch (c) {
-        case '"': escape_length = 2; memcpy(escape, "\\\"", 2); break;
-        case '\\': escape_length = 2; memcpy(escape, "\\\\", 2); break;
-        case '\n': escape_length = 2; memcpy(escape, "\\n", 2); break;
-        case '\r': escape_length = 2; memcpy(escape, "\\r", 2); break;
-        case '\t': escape_length = 2; memcpy(escape, "\\t", 2); break;
+        case '"': memcpy(escape, "\\\"", 2); break;
+        case '\\': memcpy(escape, "\\\\", 2); break;
+        case '\n': memcpy(escape, "\\n", 2); break;
+        case '\r': memcpy(escape, "\\r", 2); break;
+        case '\t': memcpy(escape, "\\t", 2); break;
         default:
-            if (c < 0x20) {
-                memcpy(escape, "\\u00", 4);
-                escape[4] = hex[c >> 4];
-                escape[5] = hex[c & 15];
-                escape_length = 6;
-            }
+            memcpy(escape, "\\u00", 4);
+            escape[4] = hex[c >> 4];
+            escape[5] = hex[c & 15];
+            escape_length = 6;
         }
-        int rc = escape_length ? buf_append(buffer, escape, escape_length) : buf_append_char(buffer, (char)c);
-        if (rc != 0)
+        if (buf_append(buffer, text + plain, i - plain) != 0 || buf_append(buffer, escape, escape_length) != 0)
             return -1;
+        plain = i + 1;
     }
-    return 0;
+    return buf_append(buffer, text + plain, length - plain);
 }
 
 void buf_consume(buf_t *buffer, size_t count)

@@ -156,3 +156,41 @@ Test(usage, cost_without_known_usage)
     cr_expect_not(is_priced, "no usage, no cost");
     config_unref(config);
 }
+
+/* usage_from_openai_text reads the raw text of a valid document's usage value
+ * without building it: it must agree with usage_from_openai on the built one. */
+Test(usage, from_openai_text_agrees_with_the_parsed_form)
+{
+    static const char *const values[] = {
+        "{\"prompt_tokens\":25,\"completion_tokens\":12,\"total_tokens\":37}",
+        "{\"prompt_tokens\":2006,\"completion_tokens\":300,\"prompt_tokens_details\":{\"cached_tokens\":1920,"
+        "\"audio_tokens\":0},\"completion_tokens_details\":{\"reasoning_tokens\":192,\"audio_tokens\":0}}",
+        "{\"prompt_tokens\":8,\"prompt_tokens_details\":null,\"completion_tokens_details\":{\"reasoning_tokens\":\"7\"}}",
+        "{\"prompt_tokens\":1.5,\"completion_tokens\":-4,\"completion_tokens\":9e1}",
+        "{\"prompt_tokens\":3,\"prompt_tokens\":4,\"prompt_tokens_details\":{\"cached_tokens\":1,\"cached_tokens\":2}}",
+        "{\"prompt_tokens_details\":[1],\"completion_tokens_details\":{\"x\":{\"reasoning_tokens\":5}}}",
+        "{\"prompt_tokens\":-9223372036854775808,\"completion_tokens\":9223372036854775807}",
+        "{ \"prompt_tokens\" : 7 , \"completion_tokens\" : 0 }",
+        "{}",
+        "[]",
+        "null",
+        "12",
+        "\"text\"",
+    };
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        usage_t expected = untouched, got = untouched;
+        json_t *object = json(values[i]);
+        usage_from_openai(object, &expected);
+        json_decref(object);
+        cr_assert_eq(usage_from_openai_text(values[i], strlen(values[i]), &got), 0, "%s", values[i]);
+        cr_expect_eq(got.is_known, expected.is_known, "%s", values[i]);
+        cr_expect_eq(got.prompt_tokens, expected.prompt_tokens, "%s", values[i]);
+        cr_expect_eq(got.completion_tokens, expected.completion_tokens, "%s", values[i]);
+        cr_expect_eq(got.cached_tokens, expected.cached_tokens, "%s", values[i]);
+        cr_expect_eq(got.reasoning_tokens, expected.reasoning_tokens, "%s", values[i]);
+    }
+    /* An escaped key is left to the parser. */
+    usage_t got = untouched;
+    cr_expect_eq(usage_from_openai_text("{\"prompt_\\u0074okens\":3}", 24, &got), -1);
+    cr_expect_not(got.is_known);
+}

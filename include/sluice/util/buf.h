@@ -21,7 +21,10 @@ int buf_reserve(buf_t *buffer, size_t extra);
 int buf_append(buf_t *buffer, const void *bytes, size_t length);
 int buf_append_str(buf_t *buffer, const char *text);
 int buf_append_char(buf_t *buffer, char character);
+/* Formats straight into the spare capacity; arguments must not point into buffer. */
 int buf_printf(buf_t *buffer, const char *format, ...) __attribute__((format(printf, 2, 3)));
+/* Appends value in decimal, as printf's %lld would. */
+int buf_append_integer(buf_t *buffer, long long value);
 /* Appends text as the inside of a JSON string (quotes not included). */
 int buf_append_json_escaped(buf_t *buffer, const char *text, size_t length);
 /* Drops the first count bytes. */
