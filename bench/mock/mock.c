@@ -493,8 +493,10 @@ int main(int argc, char **argv)
     close(listen_fd);
     int exit_code = 0;
     if (started == mock_options.threads) {
+        /* Announced on both streams: scripts read stdout, the test harness reads stderr. */
         printf("sluice-mock listening on %s:%d\n", mock_options.host, mock_options.port);
         fflush(stdout);
+        fprintf(stderr, "sluice-mock listening on %s:%d\n", mock_options.host, mock_options.port);
         int received = 0;
         while (sigwait(&stop_signals, &received) != 0)
             ;
@@ -508,6 +510,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < started; i++)
         pthread_join(workers[i].thread, NULL);
     free(workers);
+    mock_record_shutdown();
     libevent_global_shutdown();
     return exit_code;
 }

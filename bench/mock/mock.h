@@ -160,6 +160,8 @@ const char *mock_header(const mock_call_t *call, const char *name);
 
 /* ---- mock_record.c: /mock/requests and /mock/stats ---- */
 void mock_record_init(void);
+/* Frees what was recorded; called after the workers have stopped. */
+void mock_record_shutdown(void);
 void mock_record_request(struct evhttp_request *http, const char *body, size_t length);
 void mock_record_status(int status);
 void mock_record_stream_opened(void);

@@ -181,6 +181,13 @@ static void reset_all(void)
         atomic_store(&status_counts[status], 0);
 }
 
+void mock_record_shutdown(void)
+{
+    reset_all();
+    json_decref(requests_by_path);
+    requests_by_path = NULL;
+}
+
 static void send_json(struct evhttp_request *http, int status, json_t *value)
 {
     char *text = value ? json_dumps(value, JSON_COMPACT) : NULL;
