@@ -26,7 +26,7 @@
 
 /* The shipped threshold for the builtin embedder: the lowest one that keeps
  * false hits at or below 1 % on tests/data/cache-pairs.jsonl (docs/caching.md). */
-#define CACHE_DEFAULT_THRESHOLD 0.90
+#define CACHE_DEFAULT_THRESHOLD 0.82
 
 int loader_bool(loader_t *loader, const yaml_node_t *node, const char *path, bool *out)
 {

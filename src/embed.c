@@ -31,7 +31,7 @@ enum { TOKEN_MAX = 48, TOKENS_MAX = 512 };
 static const char *const stop_words[] = {
     "a", "an", "the", "is", "are", "was", "were", "be", "been", "being", "am", "do", "does", "did", "doing",
     "i", "me", "my", "mine", "myself", "you", "your", "yours", "we", "our", "ours", "us", "he", "him", "his",
-    "she", "her", "it", "its", "they", "them", "their", "this", "that", "these", "those", "of", "in", "on",
+    "she", "her", "it", "its", "they", "them", "their", "that", "these", "those", "of", "in", "on",
     "at", "by", "for", "with", "about", "into", "to", "from", "as", "and", "or", "but", "if", "so", "than",
     "then", "can", "could", "would", "should", "will", "shall", "may", "might", "must", "please", "tell",
     "give", "know", "want", "need", "like", "just", "some", "any", "there", "here", "s", "t", "d", "ll", "re",
@@ -42,6 +42,13 @@ static const char *const stop_words[] = {
 /* Folded into the single heavy token "not". */
 static const char *const negations[] = {"not", "no", "never", "none", "nothing", "nobody", "without",
                                         "nor", "neither", "cannot", "dont", "doesnt", "isnt", "wont", NULL};
+
+/* Particles that change a verb's meaning (log in / log out, sign up, turn off):
+ * after one of the verbs below they join it into one token instead of being
+ * dropped as stop words. */
+static const char *const particles[] = {"in", "out", "up", "off", "on", "down", NULL};
+static const char *const phrasal_verbs[] = {"log", "sign", "check", "turn", "opt", "back", "shut", "set",
+                                            "logg", "signe", NULL};
 
 static const char *const question_words[] = {"what", "why", "how", "when", "where", "who", "which", "whom",
                                              "whose", NULL};
@@ -167,7 +174,7 @@ static size_t tokenize(const char *text, size_t length, token_t *tokens)
         }
         char word[TOKEN_MAX];
         size_t n = 0;
-        bool is_number = true;
+        bool is_number = true, has_digit = false;
         while (i < length) {
             unsigned char d = (unsigned char)text[i];
             if (d >= 'A' && d <= 'Z')
@@ -201,7 +208,9 @@ static size_t tokenize(const char *text, size_t length, token_t *tokens)
             }
             if (!is_word_byte(d))
                 break;
-            if (!is_digit(d))
+            if (is_digit(d))
+                has_digit = true;
+            else
                 is_number = false;
             if (n + 1 < TOKEN_MAX)
                 word[n++] = (char)d;
@@ -210,8 +219,13 @@ static size_t tokenize(const char *text, size_t length, token_t *tokens)
         if (n == 0)
             continue;
         word[n] = '\0';
-        if (is_number) {
+        if (is_number || has_digit) { /* 1234, 7pm, v2, q3: identifiers that must match whole */
             count = add_token(tokens, count, word, TOKEN_NUMBER);
+        } else if (count > 0 && tokens[count - 1].kind == TOKEN_WORD && is_one_of(word, particles) &&
+                   is_one_of(tokens[count - 1].text, phrasal_verbs)) {
+            char joined[TOKEN_MAX];
+            snprintf(joined, sizeof joined, "%s%s", tokens[count - 1].text, word);
+            snprintf(tokens[count - 1].text, TOKEN_MAX, "%s", joined);
         } else if (is_one_of(word, negations)) {
             count = add_token(tokens, count, "not", TOKEN_NEGATION);
         } else if (is_one_of(word, question_words)) {

@@ -38,7 +38,8 @@ Test(embed, normalise_marks_negations)
 {
     cr_assert_str_eq(normalised("I don't want a refund"), "not refund");
     cr_assert_str_eq(normalised("Is it never cheap?"), "not cheap");
-    cr_assert_str_eq(normalised("I can't log in"), "not log");
+    cr_assert_str_eq(normalised("I can't log in"), "not login");
+    cr_assert_str_eq(normalised("log out of the app"), "logout app");
 }
 
 Test(embed, normalise_folds_synonyms)
