@@ -2,8 +2,8 @@
  *
  * A small table guarded by one mutex: it is touched once when a request picks
  * a target and once when the attempt ends, which is cheap next to an upstream
- * call. The table is bounded; past the bound, new targets (only reachable by
- * clients inventing provider/model names) are simply not tracked. */
+ * call. Only targets configured under a model are recorded, so the table
+ * stays small; past its bound new targets are simply not tracked. */
 #include "sluice/breaker.h"
 
 #include <pthread.h>
@@ -24,6 +24,7 @@ typedef struct breaker {
     int window_failures;
     uint64_t opened_at_ms;
     int trials_in_flight;
+    uint64_t last_trial_ms; /* when the newest trial slot was handed out */
 } breaker_t;
 
 typedef struct provider_health {
@@ -108,10 +109,18 @@ bool breaker_allow(const provider_config_t *provider, const char *model, uint64_
         }
     }
     if (is_allowed && breaker != NULL && breaker->state == BREAKER_HALF_OPEN) {
-        if (breaker->trials_in_flight < (config->half_open_requests > 0 ? config->half_open_requests : 1))
+        /* A trial whose outcome never came back (its client left, or the call
+         * could not be built) would hold its slot for ever; after a further
+         * cool-down its slots are handed out again. */
+        if (now_ms - breaker->last_trial_ms >= (uint64_t)config->cooldown_ms)
+            breaker->trials_in_flight = 0;
+        if (breaker->trials_in_flight < (config->half_open_requests > 0 ? config->half_open_requests : 1)) {
             breaker->trials_in_flight++;
-        else
-            is_allowed = false, *retry_after_ms = 100;
+            breaker->last_trial_ms = now_ms;
+        } else {
+            is_allowed = false;
+            *retry_after_ms = (long)(breaker->last_trial_ms + (uint64_t)config->cooldown_ms - now_ms);
+        }
     }
     pthread_mutex_unlock(&breakers_lock);
     return is_allowed;
@@ -121,8 +130,10 @@ void breaker_record(const provider_config_t *provider, const char *model, bool i
 {
     const breaker_config_t *config = &provider->breaker;
     pthread_mutex_lock(&breakers_lock);
-    breaker_t *breaker = find(provider->name, model, !is_success);
-    if (breaker == NULL) { /* never failed: nothing to track */
+    /* Successes count too: the error rate is failures over all requests in
+     * the window. Targets come from the config, so the table stays small. */
+    breaker_t *breaker = find(provider->name, model, true);
+    if (breaker == NULL) {
         pthread_mutex_unlock(&breakers_lock);
         return;
     }

@@ -121,6 +121,18 @@ const char *loader_key(loader_t *loader, yaml_node_pair_t *pair)
     return key->type == YAML_SCALAR_NODE ? (const char *)key->data.scalar.value : "";
 }
 
+yaml_node_t *loader_child_or_self(loader_t *loader, yaml_node_t *mapping, const char *key)
+{
+    if (mapping->type != YAML_MAPPING_NODE)
+        return mapping;
+    FOR_EACH_PAIR(mapping, pair)
+    {
+        if (strcmp(loader_key(loader, pair), key) == 0)
+            return loader_node(loader, pair->value);
+    }
+    return mapping;
+}
+
 int loader_is_one_of(const char *text, const char *const *choices)
 {
     for (size_t i = 0; choices[i] != NULL; i++)
@@ -185,6 +197,19 @@ static int parse_listen(loader_t *loader, yaml_node_t *node, server_config_t *se
     return server->listen_host ? 0 : -1;
 }
 
+/* True when a scalar reads "auto" after interpolation (workers: ${W:-auto}). */
+static bool is_auto(loader_t *loader, const yaml_node_t *node)
+{
+    if (node->type != YAML_SCALAR_NODE)
+        return false;
+    char message[256];
+    char *text = config_interpolate((const char *)node->data.scalar.value, message, sizeof message);
+    (void)loader;
+    bool result = text != NULL && strcmp(text, "auto") == 0;
+    free(text);
+    return result;
+}
+
 static int parse_server(loader_t *loader, yaml_node_t *node)
 {
     static const char *const keys[] = {"listen", "workers", "max_body_bytes", "max_json_depth", "drain_timeout_ms",
@@ -203,7 +228,7 @@ static int parse_server(loader_t *loader, yaml_node_t *node)
             if (parse_listen(loader, value, server) != 0)
                 return -1;
         } else if (strcmp(key, "workers") == 0) {
-            if (value->type == YAML_SCALAR_NODE && strcmp((char *)value->data.scalar.value, "auto") == 0)
+            if (is_auto(loader, value))
                 server->workers = 0;
             else if (loader_long(loader, value, "server.workers", 1, 256, &number) == 0)
                 server->workers = (int)number;
@@ -510,7 +535,10 @@ static int parse_provider(loader_t *loader, const char *name, yaml_node_t *node,
         return -1;
     if (provider->base_url == NULL || (strncmp(provider->base_url, "http://", 7) != 0 &&
                                        strncmp(provider->base_url, "https://", 8) != 0)) {
-        loader_fail(loader, node, path, "base_url is required and must start with http:// or https://");
+        char url_path[CONFIG_PATH_LENGTH];
+        snprintf(url_path, sizeof url_path, "%s.base_url", path);
+        loader_fail(loader, loader_child_or_self(loader, node, "base_url"), url_path,
+                    "base_url is required and must start with http:// or https://");
         return -1;
     }
     size_t length = strlen(provider->base_url);
@@ -1032,9 +1060,10 @@ char *config_interpolate(const char *text, char *error, size_t size)
                 owned_default = strndup(dash + 2, (size_t)(close - dash - 2));
                 value = owned_default;
             }
-            if (value == NULL) {
-                snprintf(error, size, "environment variable %s is not set (use ${%s:-default} for a default)",
-                         variable, variable);
+            if (owned_default == NULL && (value == NULL || value[0] == '\0')) {
+                /* An empty secret is a misconfiguration, not an empty key: refuse it. */
+                snprintf(error, size, "environment variable %s is %s (use ${%s:-default} for a default)", variable,
+                         value == NULL ? "not set" : "empty", variable);
                 free(out);
                 return NULL;
             }

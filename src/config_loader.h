@@ -32,6 +32,9 @@ int loader_long(loader_t *loader, const yaml_node_t *node, const char *path, lon
 /* A number >= 0. */
 int loader_double(loader_t *loader, const yaml_node_t *node, const char *path, double *out);
 const char *loader_key(loader_t *loader, yaml_node_pair_t *pair);
+/* The value node of key in mapping, or the mapping itself when absent, so an
+ * error about a key points at that key's line whenever it exists. */
+yaml_node_t *loader_child_or_self(loader_t *loader, yaml_node_t *mapping, const char *key);
 int loader_is_one_of(const char *text, const char *const *choices);
 /* Rejects unknown keys (allowed NULL = any) and duplicates in a mapping. */
 int loader_check_keys(loader_t *loader, yaml_node_t *mapping, const char *path, const char *const *allowed);

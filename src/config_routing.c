@@ -61,6 +61,7 @@ static int parse_target(loader_t *loader, yaml_node_t *node, const char *path, t
     target->default_quality = 1.0;
     provider_timeouts_t own = {0};
     char *provider_name = NULL;
+    yaml_node_t *provider_node = NULL;
     int rc = 0;
     FOR_EACH_PAIR(node, pair)
     {
@@ -71,6 +72,7 @@ static int parse_target(loader_t *loader, yaml_node_t *node, const char *path, t
         long number = 0;
         if (strcmp(key, "provider") == 0) {
             free(provider_name);
+            provider_node = value;
             rc = (provider_name = loader_string(loader, value, item_path)) ? 0 : -1;
         } else if (strcmp(key, "model") == 0) {
             rc = (target->model = loader_string(loader, value, item_path)) ? 0 : -1;
@@ -93,7 +95,9 @@ static int parse_target(loader_t *loader, yaml_node_t *node, const char *path, t
         target->provider =
             (provider_config_t *)config_find_provider(loader->config, provider_name, strlen(provider_name));
         if (target->provider == NULL) {
-            loader_fail(loader, node, path, "unknown provider '%s'", provider_name);
+            char provider_path[CONFIG_PATH_LENGTH];
+            snprintf(provider_path, sizeof provider_path, "%s.provider", path);
+            loader_fail(loader, provider_node, provider_path, "unknown provider '%s'", provider_name);
             rc = -1;
         } else {
             target->timeouts = target->provider->timeouts;

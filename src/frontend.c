@@ -29,6 +29,7 @@ static const route_t routes[] = {
     {"/embeddings", EVHTTP_REQ_POST, ENDPOINT_EMBEDDINGS},
     {"/v1/models", EVHTTP_REQ_GET, ENDPOINT_MODELS},
     {"/models", EVHTTP_REQ_GET, ENDPOINT_MODELS},
+    {"/v1/messages", EVHTTP_REQ_POST, ENDPOINT_CHAT_COMPLETIONS}, /* Anthropic Messages in and out */
 };
 
 static void reply_plain_json(struct evhttp_request *http, int status, const char *body)
@@ -134,6 +135,7 @@ void frontend_handle(struct evhttp_request *http, void *argument)
             evhttp_send_error(http, 500, NULL);
             return;
         }
+        request->is_anthropic_api = length == 12 && memcmp(uri, "/v1/messages", 12) == 0;
         pipeline_start(request);
         return;
     }

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "sluice/anthropic_in.h"
 #include "sluice/pipeline.h"
 
 bool parse_json_too_deep(const char *text, size_t length, int max_depth)
@@ -177,6 +178,12 @@ static int check_message(check_t *check, const json_t *message, size_t index)
 
 static int check_tools(check_t *check, const json_t *body)
 {
+    /* tool_choice and response_format are checked with or without tools. */
+    const json_t *choice = json_object_get(body, "tool_choice");
+    if (choice != NULL && !json_is_null(choice) && !json_is_string(choice) && !json_is_object(choice))
+        return invalid(check, "tool_choice", "'%s' must be a string or an object%s", NULL);
+    if (check_type(check, body, "response_format", JSON_OBJECT, "an object") != 0)
+        return -1;
     const json_t *tools = json_object_get(body, "tools");
     if (tools == NULL || json_is_null(tools))
         return 0;
@@ -193,10 +200,7 @@ static int check_tools(check_t *check, const json_t *body)
             !json_is_string(json_object_get(function, "name")))
             return invalid(check, param, "'%s' is required and must be a string%s", NULL);
     }
-    const json_t *choice = json_object_get(body, "tool_choice");
-    if (choice != NULL && !json_is_null(choice) && !json_is_string(choice) && !json_is_object(choice))
-        return invalid(check, "tool_choice", "'%s' must be a string or an object%s", NULL);
-    return check_type(check, body, "response_format", JSON_OBJECT, "an object");
+    return 0;
 }
 
 static int check_chat(check_t *check, const json_t *body)
@@ -310,6 +314,17 @@ static stage_result_t parse_on_request(request_t *request)
         return STAGE_RESPONDED;
     }
     char message[256], param[96];
+    if (request->is_anthropic_api) {
+        json_t *openai_body = NULL;
+        if (anthropic_in_request(request->body, &openai_body, message, sizeof message, param, sizeof param) != 0) {
+            if (message[0] == '\0')
+                return STAGE_ERROR;
+            request_reply_error(request, 400, "invalid_request_error", NULL, param, "%s", message);
+            return STAGE_RESPONDED;
+        }
+        json_decref(request->body);
+        request->body = openai_body;
+    }
     if (parse_validate(request->endpoint, request->body, message, sizeof message, param, sizeof param) != 0) {
         request_reply_error(request, 400, "invalid_request_error", NULL, param, "%s", message);
         return STAGE_RESPONDED;

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sluice/anthropic_in.h"
 #include "sluice/upstream.h"
 #include "sluice/util/buf.h"
 #include "sluice/util/clock.h"
@@ -68,6 +69,12 @@ static void on_client_close(struct evhttp_connection *connection, void *argument
     request_t *request = argument;
     request->is_client_gone = true;
     stop_watching_client(request);
+    /* When evhttp itself saw the failure (EOF or a write error mid-reply), it
+     * detached our unfinished evhttp_request from the connection instead of
+     * freeing it: it is ours to free now. When we freed the connection
+     * (client_watch), the request is still attached and evhttp frees it. */
+    if (request->http != NULL && evhttp_request_get_connection(request->http) == NULL)
+        evhttp_request_free(request->http);
     request->http = NULL;
     request->connection = NULL;
     upstream_cancel(request); /* finishes and frees the request if a transfer was running */
@@ -144,6 +151,7 @@ void request_free(request_t *request)
         evhttp_connection_set_closecb(request->connection, NULL, NULL);
     atomic_fetch_sub(&request->worker->in_flight, 1);
     json_decref(request->body);
+    anthropic_in_stream_free(request->client_stream);
     buf_free(&request->attempts);
     buf_free(&request->fallback_reasons);
     config_unref(request->config);
@@ -206,7 +214,22 @@ static void send_body(request_t *request, int status, const char *content_type, 
 
 void request_reply_json(request_t *request, int status, const char *body, size_t length)
 {
-    send_body(request, status, "application/json", body, length);
+    if (!request->is_anthropic_api || status < 200 || status >= 300) {
+        send_body(request, status, "application/json", body, length);
+        return;
+    }
+    /* POST /v1/messages: the OpenAI answer goes out as an Anthropic message */
+    buf_t translated;
+    buf_init(&translated);
+    if (anthropic_in_response(request, body, length, &translated) == 0) {
+        send_body(request, status, "application/json", translated.data, translated.length);
+    } else {
+        buf_clear(&translated);
+        anthropic_in_error(502, "the upstream answer could not be translated", &translated);
+        request->error_type = "upstream_bad_response";
+        send_body(request, 502, "application/json", translated.data ? translated.data : "", translated.length);
+    }
+    buf_free(&translated);
 }
 
 /* Removes any provider secret a message might echo. */
@@ -263,6 +286,12 @@ void request_reply_error(request_t *request, int status, const char *type, const
         request_stream_write(request, event.data, event.length);
         buf_free(&event);
         request_stream_end(request);
+    } else if (request->is_anthropic_api) {
+        buf_t anthropic;
+        buf_init(&anthropic);
+        anthropic_in_error(status, clean, &anthropic);
+        send_body(request, status, "application/json", anthropic.data ? anthropic.data : "", anthropic.length);
+        buf_free(&anthropic);
     } else {
         request_reply_json(request, status, text, strlen(text));
         request->status = status;
@@ -285,7 +314,7 @@ void request_stream_start(request_t *request)
     evhttp_send_reply_start(request->http, 200, NULL);
 }
 
-void request_stream_write(request_t *request, const char *bytes, size_t length)
+static void stream_write_raw(request_t *request, const char *bytes, size_t length)
 {
     if (request->http == NULL || length == 0)
         return;
@@ -299,10 +328,33 @@ void request_stream_write(request_t *request, const char *bytes, size_t length)
     evbuffer_free(buffer);
 }
 
+/* POST /v1/messages: OpenAI chunks are re-encoded as Anthropic events. */
+void request_stream_write(request_t *request, const char *bytes, size_t length)
+{
+    if (!request->is_anthropic_api) {
+        stream_write_raw(request, bytes, length);
+        return;
+    }
+    if (request->client_stream == NULL && (request->client_stream = anthropic_in_stream_new()) == NULL)
+        return;
+    buf_t encoded;
+    buf_init(&encoded);
+    if (anthropic_in_stream_encode(request->client_stream, request, bytes, length, &encoded) == 0)
+        stream_write_raw(request, encoded.data, encoded.length);
+    buf_free(&encoded);
+}
+
 void request_stream_end(request_t *request)
 {
     if (request->has_replied)
         return;
+    if (request->is_anthropic_api && request->client_stream != NULL) {
+        buf_t encoded;
+        buf_init(&encoded);
+        if (anthropic_in_stream_finish(request->client_stream, request, &encoded) == 0)
+            stream_write_raw(request, encoded.data, encoded.length);
+        buf_free(&encoded);
+    }
     struct evhttp_request *http = request->http;
     detach_client(request);
     request->http = NULL;

@@ -306,6 +306,13 @@ size_t router_order_targets(request_t *request, const model_config_t *model, con
     return model->target_count;
 }
 
+long router_backoff_ms(int round, long base_ms, long max_ms, double unit_random, long retry_after_ms)
+{
+    double ceiling = fmin((double)max_ms, (double)base_ms * pow(2.0, round));
+    long delay = (long)(unit_random * ceiling);
+    return retry_after_ms > delay ? retry_after_ms : delay;
+}
+
 /* ---- the stage ------------------------------------------------------------- */
 
 static stage_result_t list_models(request_t *request)
@@ -356,8 +363,14 @@ static stage_result_t route_to_model(request_t *request, const model_config_t *m
                             "No target of model '%s' meets its quality bar within the cost ceiling.", model->name);
         return STAGE_RESPONDED;
     }
-    if (model->deadline_ms > 0)
-        request->deadline_us = request->start_us + (uint64_t)model->deadline_ms * 1000u;
+    /* The caller may shorten (never lengthen) the model's deadline. */
+    long deadline_ms = model->deadline_ms;
+    const char *asked = request_header(request, "x-sluice-deadline-ms");
+    long asked_ms = asked ? strtol(asked, NULL, 10) : 0;
+    if (asked_ms > 0 && (deadline_ms == 0 || asked_ms < deadline_ms))
+        deadline_ms = asked_ms;
+    if (deadline_ms > 0)
+        request->deadline_us = request->start_us + (uint64_t)deadline_ms * 1000u;
     if (model->strategy == STRATEGY_CASCADE && prepare_cascade(request) != 0)
         return STAGE_ERROR;
     return STAGE_CONTINUE;

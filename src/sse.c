@@ -75,7 +75,9 @@ int sse_parser_feed(sse_parser_t *parser, const char *bytes, size_t length, sse_
 {
     const char *end = bytes + length;
     const char *p = bytes;
-    if (p < end && parser->last_was_cr && *p == '\n')
+    if (p == end)
+        return 0; /* an empty read must not forget a pending CR */
+    if (parser->last_was_cr && *p == '\n')
         p++; /* second half of a CRLF split across reads */
     parser->last_was_cr = false;
     while (p < end) {

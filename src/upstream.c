@@ -23,6 +23,7 @@
 #include "sluice/openai_chunk.h"
 #include "sluice/pipeline.h"
 #include "sluice/provider.h"
+#include "sluice/router.h"
 #include "sluice/server.h"
 #include "sluice/upstream_pool.h"
 #include "sluice/util/clock.h"
@@ -117,12 +118,13 @@ static void note_attempt(request_t *request, const provider_config_t *provider, 
     buf_printf(attempts, "\",\"latency_ms\":%.3f}", latency_ms);
 }
 
-static void note_fallback(request_t *request, const char *outcome)
+static void note_fallback(request_t *request, const provider_config_t *provider, const char *model,
+                          const char *outcome)
 {
     buf_t *reasons = &request->fallback_reasons;
     if (reasons->length)
         buf_append_str(reasons, "; ");
-    buf_printf(reasons, "%s/%s: %s", request->provider->name, request->upstream_model, outcome);
+    buf_printf(reasons, "%s/%s: %s", provider->name, model, outcome);
 }
 
 static void add_route_headers(request_t *request)
@@ -302,7 +304,11 @@ static void describe_failure(upstream_transfer_t *transfer, CURLcode result, fai
     const char *name = request->provider->name;
     *error = (request_error_t){.retry_after = transfer->retry_after};
     if (failure == FAILURE_TIMEOUT) {
-        const char *what = transfer->is_timed_out ? (transfer->has_headers ? "idle gap" : "first byte") : "total";
+        curl_off_t connected_us = 0;
+        curl_easy_getinfo(transfer->easy, CURLINFO_CONNECT_TIME_T, &connected_us);
+        const char *what = transfer->is_timed_out ? (transfer->has_headers ? "idle gap" : "first byte")
+                           : connected_us == 0    ? "connect"
+                                                  : "total";
         *error = (request_error_t){504, "upstream_timeout", "upstream_timeout", NULL,
                                    arena_sprintf(&request->arena, "upstream provider %s timed out (%s timeout)", name,
                                                  what), NULL};
@@ -316,11 +322,11 @@ static void describe_failure(upstream_transfer_t *transfer, CURLcode result, fai
                                                  curl_easy_strerror(result)),
                                    NULL};
     } else {
-        provider_error_t mapped;
+        provider_error_t mapped = {0};
         transfer->adapter->translate_error(request, transfer->status, transfer->response.data,
                                            transfer->response.length, &mapped);
         *error = (request_error_t){mapped.status, mapped.type, mapped.code, mapped.param, mapped.message,
-                                   transfer->retry_after};
+                                   mapped.retry_after ? mapped.retry_after : transfer->retry_after};
     }
 }
 
@@ -408,7 +414,7 @@ static bool accept_answer(upstream_transfer_t *transfer)
     if (failed != NULL) {
         const char *outcome = arena_sprintf(&request->arena, "check_failed:%s", failed);
         note_attempt(request, request->provider, request->upstream_model, outcome, latency_ms);
-        note_fallback(request, outcome);
+        note_fallback(request, request->provider, request->upstream_model, outcome);
         json_decref(response);
         buf_free(&translated);
         return false;
@@ -493,7 +499,7 @@ static void conclude(upstream_transfer_t *transfer, CURLcode result)
             reply_last_error(request);
             return;
         }
-        note_fallback(request, outcome);
+        note_fallback(request, request->provider, request->upstream_model, outcome);
     }
     request->status = -1; /* the next attempt decides */
 }
@@ -627,11 +633,9 @@ static bool schedule_another_round(request_t *request, long soonest_open_ms)
     const model_config_t *model = request->model_config;
     if (model == NULL || request->round >= model->retry_rounds)
         return false;
-    double ceiling = fmin((double)model->max_backoff_ms, (double)model->backoff_ms * pow(2.0, request->round));
-    long delay = (long)((double)(worker_random(request->worker) >> 11) / 9007199254740992.0 * ceiling);
+    double unit = (double)(worker_random(request->worker) >> 11) / 9007199254740992.0;
     long retry_after = request->last_error.retry_after ? strtol(request->last_error.retry_after, NULL, 10) * 1000 : 0;
-    if (retry_after > delay)
-        delay = retry_after;
+    long delay = router_backoff_ms(request->round, model->backoff_ms, model->max_backoff_ms, unit, retry_after);
     if (soonest_open_ms > delay && request->last_error.status == 0)
         delay = soonest_open_ms;
     if (request->deadline_us && clock_monotonic_us() + (uint64_t)delay * 1000u >= request->deadline_us)
@@ -655,11 +659,18 @@ static stage_result_t start_next_attempt(request_t *request)
 {
     long soonest_open_ms = -1;
     while (request->next_candidate < request->candidate_count) {
+        /* Past the deadline another attempt could only time out at once. */
+        if (request->deadline_us != 0 && request->last_error.status != 0 &&
+            clock_monotonic_us() >= request->deadline_us)
+            break;
         const target_config_t *target = request->candidates[request->next_candidate++];
         long retry_after_ms = 0;
-        if (request->model_config != NULL && request->candidate_count > 1 &&
+        /* An open breaker is skipped at once, even for a model's only target:
+         * failing fast is what protects the caller and the provider. */
+        if (request->model_config != NULL &&
             !breaker_allow(target->provider, target->model, now_ms(), &retry_after_ms)) {
             note_attempt(request, target->provider, target->model, "circuit_open", 0);
+            note_fallback(request, target->provider, target->model, "circuit_open");
             if (soonest_open_ms < 0 || retry_after_ms < soonest_open_ms)
                 soonest_open_ms = retry_after_ms;
             continue;

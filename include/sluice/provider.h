@@ -29,6 +29,7 @@ typedef struct provider_error {
     const char *code;    /* may be NULL */
     const char *param;   /* may be NULL */
     const char *message; /* request arena or static */
+    const char *retry_after; /* seconds, when the body says (Gemini's RetryInfo); NULL = the header's */
 } provider_error_t;
 
 enum { PROVIDER_CALL_REJECTED = -2 };
@@ -79,5 +80,7 @@ const char *provider_openai_path(endpoint_t endpoint);
 extern const provider_adapter_t provider_openai; /* providers/openai.c */
 extern const provider_adapter_t provider_azure;   /* providers/azure.c */
 extern const provider_adapter_t provider_bedrock; /* providers/bedrock.c */
+extern const provider_adapter_t provider_anthropic; /* providers/anthropic.c */
+extern const provider_adapter_t provider_gemini;    /* providers/gemini.c */
 
 #endif

@@ -29,6 +29,7 @@ struct event;
 struct worker;
 struct upstream_transfer;
 struct cache_request;
+struct anthropic_in_stream;
 
 /* An error reply kept while other attempts are tried (strings in the arena). */
 typedef struct request_error {
@@ -71,6 +72,8 @@ typedef struct request {
     const char *model; /* as the client named it */
     bool is_stream;
     bool client_wants_usage;
+    bool is_anthropic_api; /* POST /v1/messages: body and replies in Anthropic's format (anthropic_in.h) */
+    struct anthropic_in_stream *client_stream; /* its stream encoder, created with the stream */
 
     /* auth */
     const key_config_t *key;

@@ -14,6 +14,10 @@ long router_estimate_prompt_tokens(const json_t *body);
 /* Orders a model's targets by its strategy into out (model->target_count
  * entries). Returns the number of eligible targets (cost may exclude some). */
 size_t router_order_targets(request_t *request, const model_config_t *model, const target_config_t **out);
+/* The wait before another pass over the targets: full jitter, a uniform
+ * draw (unit_random in [0, 1)) in [0, min(max_ms, base_ms × 2^round)], or
+ * retry_after_ms when the upstream asked for longer. */
+long router_backoff_ms(int round, long base_ms, long max_ms, double unit_random, long retry_after_ms);
 /* True when the request matches a rule's conditions. */
 bool router_rule_matches(const request_t *request, const route_config_t *route);
 

@@ -12,8 +12,9 @@ const provider_adapter_t *provider_adapter_for(provider_type_t type)
     case PROVIDER_BEDROCK:
         return &provider_bedrock;
     case PROVIDER_ANTHROPIC:
+        return &provider_anthropic;
     case PROVIDER_GEMINI:
-        return NULL; /* not in this build yet: config rejects the type */
+        return &provider_gemini;
     }
     return NULL;
 }

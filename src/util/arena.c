@@ -26,6 +26,9 @@ void arena_init(arena_t *arena)
 
 void *arena_alloc(arena_t *arena, size_t size)
 {
+    /* Refuse sizes whose rounding or block header would wrap around. */
+    if (size > SIZE_MAX - sizeof(arena_block_t) - 16)
+        return NULL;
     size = align8(size ? size : 1);
     if (arena->inline_used + size <= sizeof arena->inline_space) {
         void *memory = arena->inline_space + arena->inline_used;

@@ -251,7 +251,8 @@ export async function startMock(opts = {}) {
         if (opts[k] !== undefined) args.push(flag, String(opts[k]));
     }
     const handle = startProcess(SLUICE_MOCK_BIN, args, { name: 'sluice-mock' });
-    await handle.waitForLine(/sluice-mock listening on/, { timeoutMs: 10000 });
+    // The mock announces itself on stdout (its logs go to stderr).
+    await handle.waitForLine(/sluice-mock listening on/, { timeoutMs: 10000, stream: 'stdout' });
     const url = `http://127.0.0.1:${port}`;
     return Object.assign(handle, {
         port,
