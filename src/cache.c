@@ -176,8 +176,9 @@ cache_request_t *cache_request_begin(request_t *request)
 {
     const config_t *config = request->config;
     const cache_config_t *cache = &config->cache;
-    if (!cache->is_enabled || request->endpoint != ENDPOINT_CHAT_COMPLETIONS || request->shadow_of != NULL ||
-        request->body == NULL || request->route_model == NULL)
+    /* /v1/messages replies are re-encoded for Anthropic clients: hits are only served in OpenAI's format. */
+    if (!cache->is_enabled || request->endpoint != ENDPOINT_CHAT_COMPLETIONS || request->is_anthropic_api ||
+        request->shadow_of != NULL || request->body == NULL || request->route_model == NULL)
         return NULL;
     cache_request_t *state = arena_alloc(&request->arena, sizeof *state);
     if (state == NULL)
