@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "sluice/cache.h"
 #include "sluice/pipeline.h"
 #include "sluice/util/buf.h"
 #include "sluice/util/clock.h"
@@ -157,7 +158,9 @@ static void access_log_on_complete(request_t *request)
     add_string(&line, "fallback_reason", request->fallback_reasons.length ? request->fallback_reasons.data : NULL);
     add_string(&line, "error_type", request->error_type);
     add_string(&line, "error", request->error_message);
-    APPEND_LITERAL(&line, "}\n");
+    cache_log_fields(request, &line);
+    APPEND_LITERAL(&line, "}
+");
     if (line.data != NULL) {
         ssize_t written = write(fd, line.data, line.length);
         (void)written; /* a full disk must not take requests down with it */

@@ -23,7 +23,7 @@
 
 /* Sections later issues define; accepted (with a warning) so a config written
  * for a newer build still loads here with those features off. */
-static const char *const reserved_sections[] = {"teams", "cache", "redis", "budgets", "guardrails",
+static const char *const reserved_sections[] = {"teams", "budgets", "guardrails",
                                                 "mcp", "admin", "metrics", "tracing", NULL};
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -655,7 +655,7 @@ static int key_secret_from(loader_t *loader, yaml_node_t *value, const char *pat
 static int parse_key(loader_t *loader, yaml_node_t *node, const char *path, key_config_t *key)
 {
     static const char *const keys[] = {"name", "key_sha256", "key", "team", "models", "rpm", "tpm", "user",
-                                       "budget", "metadata", NULL};
+                                       "budget", "metadata", "admin", NULL};
     if (loader_expect_type(loader, node, YAML_MAPPING_NODE, path) || loader_check_keys(loader, node, path, keys))
         return -1;
     int secrets = 0;
@@ -679,6 +679,8 @@ static int parse_key(loader_t *loader, yaml_node_t *node, const char *path, key_
             rc = loader_long(loader, value, item_path, 0, LONG_MAX, &key->rpm);
         else if (strcmp(name, "tpm") == 0)
             rc = loader_long(loader, value, item_path, 0, LONG_MAX, &key->tpm);
+        else if (strcmp(name, "admin") == 0)
+            rc = loader_bool(loader, value, item_path, &key->is_admin);
         if (rc != 0)
             return -1;
     }
@@ -769,6 +771,8 @@ static int parse_root(loader_t *loader, yaml_node_t *root)
             rc = parse_providers(loader, value), has_providers = 1;
         else if (strcmp(section, "logging") == 0)
             rc = parse_logging(loader, value);
+        else if (strcmp(section, "redis") == 0)
+            rc = config_cache_parse_redis(loader, value);
         else if (loader_is_one_of(section, reserved_sections))
             log_warn("config section '%s' is not supported by this build and is ignored", section);
         if (rc != 0)
@@ -799,6 +803,8 @@ static int parse_root(loader_t *loader, yaml_node_t *root)
             rc = config_routing_parse_routes(loader, value);
         else if (strcmp(section, "experiments") == 0)
             rc = config_routing_parse_experiments(loader, value);
+        else if (strcmp(section, "cache") == 0)
+            rc = config_cache_parse(loader, value);
         if (rc != 0)
             return -1;
     }
@@ -944,6 +950,7 @@ static void config_free(config_t *config)
         free_string_array(provider->extra_headers, provider->extra_header_count);
     }
     config_routing_free(config);
+    config_cache_free(config);
     for (size_t i = 0; i < config->price_count; i++)
         free(config->prices[i].model);
     for (size_t i = 0; i < config->key_count; i++) {

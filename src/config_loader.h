@@ -52,4 +52,10 @@ int config_routing_parse_routes(loader_t *loader, yaml_node_t *node);
 int config_routing_parse_experiments(loader_t *loader, yaml_node_t *node);
 void config_routing_free(config_t *config);
 
+/* config_cache.c: the cache and redis sections, and the boolean helper. */
+int loader_bool(loader_t *loader, const yaml_node_t *node, const char *path, bool *out);
+int config_cache_parse(loader_t *loader, yaml_node_t *node);
+int config_cache_parse_redis(loader_t *loader, yaml_node_t *node);
+void config_cache_free(config_t *config);
+
 #endif

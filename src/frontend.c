@@ -5,6 +5,7 @@
 #include <event2/http.h>
 #include <string.h>
 
+#include "sluice/admin_cache.h"
 #include "sluice/breaker.h"
 #include "sluice/metrics.h"
 #include "sluice/util/clock.h"
@@ -115,6 +116,10 @@ void frontend_handle(struct evhttp_request *http, void *argument)
     }
     if (length == 8 && memcmp(uri, "/metrics", 8) == 0) {
         handle_metrics(http, worker);
+        return;
+    }
+    if (length >= 12 && memcmp(uri, "/admin/cache", 12) == 0 && (length == 12 || uri[12] == '/')) {
+        admin_cache_handle(http, worker, uri, length);
         return;
     }
     int is_wrong_method = 0;

@@ -12,6 +12,8 @@ static const stage_t *const stages[] = {
     &stage_parse,      /* body limits, JSON, field validation */
     &stage_auth,       /* virtual key, model allow-list */
     &stage_router,     /* model name → provider + upstream model */
+    &stage_cache_exact,    /* hit on the normalised request; admits answers on completion */
+    &stage_cache_semantic, /* hit on a prompt that means the same */
     &stage_upstream,   /* provider adapter + libcurl transfer, streams back */
 };
 

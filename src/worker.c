@@ -5,6 +5,7 @@
 #include <event2/http.h>
 #include <stdlib.h>
 
+#include "sluice/cache.h"
 #include "sluice/frontend.h"
 #include "sluice/latency.h"
 #include "sluice/log.h"
@@ -64,6 +65,8 @@ int worker_init(worker_t *worker, struct server *server, int index, int listen_f
     worker->command_event = event_new(worker->base, -1, 0, worker_on_command, worker);
     if (worker->http == NULL || worker->pool == NULL || worker->metrics == NULL || worker->latency == NULL || worker->command_event == NULL)
         return -1;
+    if (cache_worker_init(worker) != 0)
+        return -1;
     config_t *config = server_config(server);
     /* evhttp's own limit is a memory backstop above max_body_bytes: bodies in
      * between reach the parse stage, which answers with an OpenAI-shaped 413. */
@@ -102,6 +105,7 @@ void worker_free(worker_t *worker)
      * cancels their transfers while the pool still exists. */
     if (worker->http != NULL)
         evhttp_free(worker->http);
+    cache_worker_free(worker); /* its Redis connection lives on the loop: before the base goes */
     upstream_pool_free(worker->pool);
     metrics_free(worker->metrics);
     latency_table_free(worker->latency);

@@ -187,6 +187,7 @@ typedef struct key_config {
     char **models; /* allowed model names; NULL = all */
     size_t model_count;
     long rpm, tpm; /* 0 = unlimited */
+    bool is_admin; /* may call the /admin/ API */
 } key_config_t;
 
 typedef struct server_config {
@@ -202,6 +203,58 @@ typedef struct logging_config {
     char *access_log; /* "stdout", "stderr", "off" or a file path */
     char *level;
 } logging_config_t;
+
+/* Who shares cache entries: the calling key (default), its team, or everybody. */
+typedef enum { CACHE_SCOPE_KEY, CACHE_SCOPE_TEAM, CACHE_SCOPE_GLOBAL } cache_scope_t;
+/* What the semantic layer embeds. */
+typedef enum { CACHE_EMBED_LAST_USER, CACHE_EMBED_CONVERSATION } cache_embed_input_t;
+
+/* Owner: cache_config_t.models. Per model-name overrides; -1 = inherit. */
+typedef struct cache_model_config {
+    char *model;
+    int is_exact_enabled;
+    int is_semantic_enabled;
+    double threshold;    /* < 0: inherit */
+    long exact_ttl_s;    /* < 0: inherit */
+    long semantic_ttl_s; /* < 0: inherit */
+} cache_model_config_t;
+
+/* The cache section (config_cache.c). Off unless the section is present. */
+typedef struct cache_config {
+    bool is_enabled;
+    bool uses_redis;          /* backend: redis (entries shared through the redis section) */
+    cache_scope_t scope;
+    bool is_exact_enabled;
+    long exact_ttl_s;
+    bool is_semantic_enabled;
+    double threshold;         /* cosine similarity a semantic hit needs */
+    long semantic_ttl_s;
+    bool uses_provider_embedder;
+    const struct provider_config *embed_provider; /* points into config_t.providers */
+    char *embed_model;
+    long embed_timeout_ms;
+    int dimensions;           /* builtin embedder */
+    cache_embed_input_t embed_input;
+    size_t max_entries;
+    size_t max_bytes;
+    double max_temperature;   /* skip above this */
+    bool skips_tools;         /* skip requests that carry tools */
+    char **admit_finish_reasons;
+    size_t admit_finish_reason_count;
+    long admit_min_length;    /* characters of content */
+    cache_model_config_t *models;
+    size_t model_count;
+} cache_config_t;
+
+/* The redis section: where shared state lives. */
+typedef struct redis_config {
+    bool is_configured;
+    char *host;
+    int port;
+    char *password; /* secret: never logged */
+    int database;
+    char *prefix;   /* key and channel prefix, default "sluice" */
+} redis_config_t;
 
 /* Owner: reference-counted; the server holds one reference to the current
  * snapshot and each request holds one to the snapshot it started with. */
@@ -222,6 +275,8 @@ typedef struct config {
     key_config_t *keys;
     size_t key_count;
     logging_config_t logging;
+    cache_config_t cache;
+    redis_config_t redis;
 } config_t;
 
 /* Loads and validates path. On failure returns NULL and writes a message
@@ -236,6 +291,8 @@ void config_unref(config_t *config);
 
 const provider_config_t *config_find_provider(const config_t *config, const char *name, size_t name_length);
 const model_config_t *config_find_model(const config_t *config, const char *name);
+/* The cache overrides for a model name, or NULL. */
+const cache_model_config_t *config_find_cache_model(const config_t *config, const char *model);
 const price_config_t *config_find_price(const config_t *config, const char *model);
 /* Finds the key whose hash matches secret; constant time per compared key. */
 const key_config_t *config_find_key(const config_t *config, const char *secret, size_t length);

@@ -28,6 +28,7 @@ struct evbuffer;
 struct event;
 struct worker;
 struct upstream_transfer;
+struct cache_request;
 struct anthropic_in_stream;
 
 /* An error reply kept while other attempts are tried (strings in the arena). */
@@ -102,6 +103,12 @@ typedef struct request {
     buf_t fallback_reasons;               /* "provider/model: reason; ..." for the header */
     request_error_t last_error;           /* replied when no attempt is left */
     struct event *backoff_timer;          /* waiting before another pass over the candidates */
+
+    /* cache (cache.c) */
+    struct cache_request *cache; /* the cache stages' state (arena); NULL when they did not look */
+    const char *cache_outcome;   /* "hit" | "miss" | "skip" for the x-sluice-cache header; NULL = skip */
+    buf_t *answer_capture;       /* set on a miss the cache may admit: upstream copies what the client is sent */
+    bool is_answer_capture_broken; /* a copy failed or was too long: never admit it */
 
     /* upstream */
     struct upstream_transfer *transfer;

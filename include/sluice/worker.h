@@ -23,6 +23,7 @@ struct server;
 struct upstream_pool;
 struct metrics;
 struct latency_table;
+struct cache_worker;
 
 /* Owner: server_t.workers. */
 typedef struct worker {
@@ -36,6 +37,7 @@ typedef struct worker {
     struct upstream_pool *pool;
     struct metrics *metrics;     /* this worker's shard */
     struct latency_table *latency; /* recent latency per target, for routing */
+    struct cache_worker *cache;  /* the cache store and this worker's Redis connection */
     struct event *command_event; /* wakes the loop for commands from the main thread */
     atomic_int pending_command;
     atomic_long in_flight;       /* open requests, read by the main thread while draining */

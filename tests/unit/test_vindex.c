@@ -1,0 +1,113 @@
+/* test_vindex.c — the int8 scan index: search finds the true nearest row,
+ * respects the minimum and the accept callback, and removal keeps ids right. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "sluice/vindex.h"
+#include "leak_check.h"
+
+TestSuite(vindex, .fini = unit_leak_check);
+
+enum { DIM = 64 };
+
+static void random_unit(float *vector, unsigned *seed)
+{
+    double norm = 0;
+    for (int i = 0; i < DIM; i++) {
+        vector[i] = (float)rand_r(seed) / (float)RAND_MAX - 0.5f;
+        norm += (double)vector[i] * vector[i];
+    }
+    for (int i = 0; i < DIM; i++)
+        vector[i] = (float)(vector[i] / sqrt(norm));
+}
+
+static float dot(const float *a, const float *b)
+{
+    float sum = 0;
+    for (int i = 0; i < DIM; i++)
+        sum += a[i] * b[i];
+    return sum;
+}
+
+Test(vindex, rejects_bad_dimensions) { cr_assert_null(vindex_new(50)); }
+
+Test(vindex, search_matches_brute_force)
+{
+    enum { ROWS = 2000, QUERIES = 200 };
+    unsigned seed = 7;
+    float (*rows)[DIM] = malloc(sizeof(float[ROWS][DIM]));
+    vindex_t *index = vindex_new(DIM);
+    cr_assert_not_null(index);
+    for (uint32_t i = 0; i < ROWS; i++) {
+        random_unit(rows[i], &seed);
+        cr_assert_eq(vindex_add(index, i, rows[i]), (long)i);
+    }
+    int agree = 0;
+    for (int q = 0; q < QUERIES; q++) {
+        float query[DIM];
+        /* a query near a random row, as a paraphrase would be */
+        int target = rand_r(&seed) % ROWS;
+        random_unit(query, &seed);
+        for (int i = 0; i < DIM; i++)
+            query[i] = rows[target][i] + 0.3f * query[i];
+        float best = -2;
+        int best_id = -1;
+        for (int i = 0; i < ROWS; i++) {
+            float score = dot(query, rows[i]) / sqrtf(dot(query, query));
+            if (score > best)
+                best = score, best_id = i;
+        }
+        float norm = sqrtf(dot(query, query));
+        for (int i = 0; i < DIM; i++)
+            query[i] /= norm;
+        float score = 0;
+        uint32_t found = vindex_search(index, query, -1.0f, NULL, NULL, &score);
+        agree += (int)found == best_id;
+        cr_assert_float_eq(score, best, 0.02f);
+    }
+    cr_assert_geq(agree, QUERIES * 98 / 100, "recall@1 %d/%d", agree, QUERIES);
+    vindex_free(index);
+    free(rows);
+}
+
+static int reject_odd(void *argument, uint32_t id)
+{
+    (void)argument;
+    return id % 2 == 0;
+}
+
+Test(vindex, min_score_and_accept_filter)
+{
+    unsigned seed = 3;
+    float a[DIM], b[DIM];
+    random_unit(a, &seed);
+    random_unit(b, &seed);
+    vindex_t *index = vindex_new(DIM);
+    vindex_add(index, 1, a); /* odd: rejected by the callback */
+    vindex_add(index, 2, b);
+    float score;
+    cr_assert_eq(vindex_search(index, a, 0.9f, NULL, NULL, &score), 1u);
+    cr_assert_eq(vindex_search(index, a, 0.9f, reject_odd, NULL, &score), UINT32_MAX);
+    cr_assert_eq(vindex_search(index, b, 0.99f, reject_odd, NULL, &score), 2u);
+    vindex_free(index);
+}
+
+Test(vindex, remove_moves_last_row_and_reports_it)
+{
+    unsigned seed = 11;
+    float rows[3][DIM];
+    vindex_t *index = vindex_new(DIM);
+    for (uint32_t i = 0; i < 3; i++) {
+        random_unit(rows[i], &seed);
+        vindex_add(index, 10 + i, rows[i]);
+    }
+    cr_assert_eq(vindex_remove_at(index, 0), 12u, "the last row moved into position 0");
+    cr_assert_eq(vindex_id_at(index, 0), 12u);
+    cr_assert_eq(vindex_count(index), 2u);
+    float score;
+    cr_assert_eq(vindex_search(index, rows[2], 0.99f, NULL, NULL, &score), 12u);
+    cr_assert_eq(vindex_search(index, rows[0], 0.99f, NULL, NULL, &score), UINT32_MAX);
+    cr_assert_eq(vindex_remove_at(index, 1), UINT32_MAX, "removing the last row moves nothing");
+    vindex_free(index);
+}
