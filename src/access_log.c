@@ -159,8 +159,7 @@ static void access_log_on_complete(request_t *request)
     add_string(&line, "error_type", request->error_type);
     add_string(&line, "error", request->error_message);
     cache_log_fields(request, &line);
-    APPEND_LITERAL(&line, "}
-");
+    APPEND_LITERAL(&line, "}\n");
     if (line.data != NULL) {
         ssize_t written = write(fd, line.data, line.length);
         (void)written; /* a full disk must not take requests down with it */
