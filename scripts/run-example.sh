@@ -10,7 +10,7 @@ mock_port=${MOCK_PORT:-9001}
 ./build/sluice-mock --listen "127.0.0.1:${mock_port}" --threads 1 --quiet &
 mock_pid=$!
 trap 'kill "$mock_pid" 2>/dev/null || true' EXIT
-export MOCK_BASE_URL="http://127.0.0.1:${mock_port}/v1"
+export MOCK_BASE_URL="http://127.0.0.1:${mock_port}/v1" MOCK_ROOT_URL="http://127.0.0.1:${mock_port}"
 export SLUICE_LISTEN=${SLUICE_LISTEN:-127.0.0.1:8080}
 port=${SLUICE_LISTEN##*:}
 

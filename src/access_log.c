@@ -101,7 +101,7 @@ static void access_log_on_complete(request_t *request)
     APPEND_LITERAL(&line, "\",\"time\":\"");
     buf_append_str(&line, time_text);
     buf_append_char(&line, '"');
-    add_string(&line, "endpoint", endpoint_name(request->endpoint));
+    add_string(&line, "endpoint", request->is_anthropic_api ? "messages" : endpoint_name(request->endpoint));
     add_string(&line, "key", request->key ? request->key->name : NULL);
     add_string(&line, "team", request->key ? request->key->team : NULL);
     add_string(&line, "user", request->user);

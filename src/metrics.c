@@ -144,7 +144,7 @@ static void metrics_on_complete(request_t *request)
     /* Only configured names become labels: anything a client makes up is "_other". */
     const char *model = request->provider != NULL ? request->model : request->model ? "_other" : "";
     pthread_mutex_lock(&metrics->lock);
-    series_t *series = series_for(metrics, endpoint_label(request->endpoint), model,
+    series_t *series = series_for(metrics, request->is_anthropic_api ? "messages" : endpoint_label(request->endpoint), model,
                                   request->provider ? request->provider->name : "", request->status);
     if (series != NULL) {
         series->requests++;
