@@ -34,6 +34,7 @@ describe('anthropic provider', { timeout: 90000 }, () => {
         s = await startProviderGateway({
             providers: (mockPort) => ({
                 anth: { type: 'anthropic', base_url: `http://127.0.0.1:${mockPort}`, api_key: '${PROVIDER_KEY}' },
+                anth_v1: { type: 'anthropic', base_url: `http://127.0.0.1:${mockPort}/v1`, api_key: '${PROVIDER_KEY}' },
                 anth_old: {
                     type: 'anthropic', base_url: `http://127.0.0.1:${mockPort}`, api_key: '${PROVIDER_KEY}',
                     anthropic_version: '2023-01-01', default_max_tokens: 123,
@@ -206,6 +207,13 @@ describe('anthropic provider', { timeout: 90000 }, () => {
         assert.equal(r.status, 200, r.text);
         const up = await s.mock.findRequest((q) => q.body?.messages?.[0]?.content?.[0]?.text === 'direct naming');
         assert.equal(up.body.model, 'claude-opus-4-1');
+        assert.equal(up.path, '/v1/messages');
+    });
+
+    test('a base_url that already ends in /v1 is not doubled', async () => {
+        const r = await send(chat('anth_v1/claude-haiku-4-5', 'versioned base url'));
+        assert.equal(r.status, 200, r.text);
+        const up = await s.mock.findRequest((q) => q.body?.messages?.[0]?.content?.[0]?.text === 'versioned base url');
         assert.equal(up.path, '/v1/messages');
     });
 

@@ -40,6 +40,7 @@ describe('gemini provider', { timeout: 90000 }, () => {
             mockOpts: { requireKey: providerKey },
             providers: (mockPort) => ({
                 gem: { type: 'gemini', base_url: `http://127.0.0.1:${mockPort}`, api_key: '${PROVIDER_KEY}' },
+                gem_v1beta: { type: 'gemini', base_url: `http://127.0.0.1:${mockPort}/v1beta`, api_key: '${PROVIDER_KEY}' },
                 gem_badkey: { type: 'gemini', base_url: `http://127.0.0.1:${mockPort}`, api_key: '${WRONG_KEY}' },
             }),
             models: {
@@ -98,6 +99,12 @@ describe('gemini provider', { timeout: 90000 }, () => {
         const r2 = await send(chat('gem/gemini-2.0-flash-lite', 'direct naming'));
         assert.equal(r2.status, 200, r2.text);
         assert.equal((await findGemini('direct naming')).path, '/v1beta/models/gemini-2.0-flash-lite:generateContent');
+    });
+
+    test('a base_url that already names the API version is used as is', async () => {
+        const r = await send(chat('gem_v1beta/gemini-2.5-flash', 'versioned base url'));
+        assert.equal(r.status, 200, r.text);
+        assert.equal((await findGemini('versioned base url')).path, '/v1beta/models/gemini-2.5-flash:generateContent');
     });
 
     test('function call, then the functionResponse round trip', async () => {
