@@ -33,6 +33,10 @@ int provider_parse_data_url(request_t *request, const char *url, const char **mi
 /* An OpenAI usage object for usage (new reference, NULL when out of memory). */
 json_t *provider_usage_json(const usage_t *usage);
 
+/* True when url's path ends with the segment version ("v1", "v1beta"), e.g.
+ * a base_url already carrying the API version the adapter would add. */
+bool provider_url_has_version(const char *url, const char *version);
+
 /* max_completion_tokens, else max_tokens, else 0. */
 long provider_max_tokens(const json_t *body);
 /* "stop" as an array of strings (new reference), NULL when absent or empty. */

@@ -340,7 +340,10 @@ static int anthropic_build_call(request_t *request, provider_call_t *call)
     if (call->body == NULL)
         return -1;
     call->body_length = strlen(call->body);
-    call->url = arena_sprintf(&request->arena, "%s/v1/messages", provider->base_url);
+    /* base_url is the host root; one that already ends in /v1 (as many SDKs'
+     * base URLs do) must not become /v1/v1/messages. */
+    call->url = arena_sprintf(&request->arena, "%s%s", provider->base_url,
+                              provider_url_has_version(provider->base_url, "v1") ? "/messages" : "/v1/messages");
     struct curl_slist *headers = provider_json_headers(provider, request->is_stream);
     provider_header_append(&headers, "anthropic-version",
                            provider->anthropic_version ? provider->anthropic_version : "2023-06-01");

@@ -467,7 +467,12 @@ static int gemini_build_call(request_t *request, provider_call_t *call)
     if (call->body == NULL)
         return -1;
     call->body_length = strlen(call->body);
-    call->url = arena_sprintf(&request->arena, "%s/v1beta/%s%s", provider->base_url, model_path, action);
+    /* base_url is the host root; one that already names the API version
+     * (/v1beta, or the stable /v1) is used as is instead of adding /v1beta. */
+    bool has_version = provider_url_has_version(provider->base_url, "v1beta") ||
+                       provider_url_has_version(provider->base_url, "v1");
+    call->url = arena_sprintf(&request->arena, "%s%s/%s%s", provider->base_url, has_version ? "" : "/v1beta",
+                              model_path, action);
     struct curl_slist *headers = provider_json_headers(provider, request->is_stream);
     if (provider->api_key != NULL)
         provider_header_append(&headers, "x-goog-api-key", provider->api_key);

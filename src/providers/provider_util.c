@@ -70,6 +70,16 @@ json_t *provider_usage_json(const usage_t *usage)
                      "reasoning_tokens", (json_int_t)usage->reasoning_tokens);
 }
 
+bool provider_url_has_version(const char *url, const char *version)
+{
+    size_t url_length = url ? strlen(url) : 0;
+    size_t version_length = strlen(version);
+    if (url_length < version_length + 1)
+        return false;
+    const char *tail = url + url_length - version_length - 1;
+    return tail[0] == '/' && memcmp(tail + 1, version, version_length) == 0;
+}
+
 long provider_integer_member(const json_t *object, const char *name)
 {
     const json_t *value = json_object_get(object, name);

@@ -3,14 +3,15 @@
 // tool_use answer, then a tool_result turn), usage, auth by x-api-key and by Bearer, and errors
 // the SDK must raise as its own classes with the right status.
 //
-// Not yet covered: /v1/messages backed by an anthropic-type provider — sluice-mock does not speak
-// the Anthropic wire format yet (bench/mock/mock_anthropic.c is a stub on the mock branch).
+// Then the same SDK with /v1/messages backed by an anthropic-type provider (Anthropic in,
+// Anthropic out, through the internal OpenAI form) and by a gemini-type one, asserting what the
+// mock received upstream in each provider's own format.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
 import Anthropic from '@anthropic-ai/sdk';
 
-import { mockReplyPrefix } from '../lib/harness.mjs';
+import { mockReplyPrefix, recordedHeader } from '../lib/harness.mjs';
 import { startProviderStack } from './stack.mjs';
 
 const weatherTool = {
@@ -134,3 +135,168 @@ describe('@anthropic-ai/sdk against /v1/messages (OpenAI-type backend)', { timeo
             (err) => err instanceof Anthropic.APIError && err.status === 503);
     });
 });
+
+// /v1/messages backed by non-OpenAI providers: what the SDK gets, and what went upstream.
+const BACKENDS = {
+    anthropic: {
+        provider: (root) => ({ type: 'anthropic', base_url: root, api_key: '${MOCK_KEY}' }),
+        upstreamModel: 'claude-sonnet-4-5',
+        toolId: /^toolu_/,
+        /** The last user text of a recorded upstream request. */
+        lastText: (q) => q.body?.messages?.at(-1)?.content?.find?.((b) => b.type === 'text')?.text,
+        checkPlain(up, { secrets, system, prompt }) {
+            assert.equal(up.path, '/v1/messages');
+            assert.equal(recordedHeader(up, 'x-api-key'), secrets.mockKey, 'the provider key, not the client\'s');
+            assert.equal(recordedHeader(up, 'anthropic-version'), '2023-06-01');
+            assert.deepEqual(up.body, {
+                model: 'claude-sonnet-4-5', system: [{ type: 'text', text: system }],
+                messages: [{ role: 'user', content: [{ type: 'text', text: prompt }] }],
+                max_tokens: 200, temperature: 0.5, stop_sequences: ['STOP'],
+            });
+        },
+        checkToolResult(up, use) {
+            assert.deepEqual(up.body.messages.slice(1), [
+                { role: 'assistant', content: [{ type: 'tool_use', id: use.id, name: 'get_weather', input: use.input }] },
+                { role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: '18C and sunny' }] },
+            ]);
+            assert.equal(up.body.tools[0].name, 'get_weather');
+            assert.deepEqual(up.body.tools[0].input_schema, weatherTool.input_schema);
+        },
+    },
+    gemini: {
+        provider: (root) => ({ type: 'gemini', base_url: root, api_key: '${MOCK_KEY}' }),
+        upstreamModel: 'gemini-2.5-flash',
+        toolId: /^call_/,
+        lastText: (q) => q.body?.contents?.at(-1)?.parts?.find?.((p) => typeof p.text === 'string')?.text,
+        checkPlain(up, { secrets, system, prompt }) {
+            assert.equal(up.path, '/v1beta/models/gemini-2.5-flash:generateContent');
+            assert.equal(recordedHeader(up, 'x-goog-api-key'), secrets.mockKey);
+            assert.deepEqual(up.body, {
+                contents: [{ role: 'user', parts: [{ text: prompt }] }],
+                systemInstruction: { parts: [{ text: system }] },
+                generationConfig: { temperature: 0.5, maxOutputTokens: 200, stopSequences: ['STOP'] },
+            });
+        },
+        checkToolResult(up, use) {
+            assert.deepEqual(up.body.contents.slice(1), [
+                { role: 'model', parts: [{ functionCall: { name: 'get_weather', args: use.input } }] },
+                { role: 'user', parts: [{ functionResponse: { name: 'get_weather', response: { result: '18C and sunny' } } }] },
+            ]);
+            assert.equal(up.body.tools[0].functionDeclarations[0].name, 'get_weather');
+        },
+    },
+};
+
+for (const [kind, backend] of Object.entries(BACKENDS)) {
+    describe(`@anthropic-ai/sdk against /v1/messages (${kind}-type backend)`, { timeout: 60000 }, () => {
+        let s;
+        let client;
+        const model = `via-${kind}`;
+        before(async () => {
+            s = await startProviderStack({
+                providers: (mockPort) => ({ up: backend.provider(`http://127.0.0.1:${mockPort}`) }),
+                models: {
+                    [model]: { targets: [{ provider: 'up', model: backend.upstreamModel }] },
+                    [`${model}-busy`]: { targets: [{ provider: 'up', model: `${backend.upstreamModel}@status=${kind === 'anthropic' ? 529 : 503}` }] },
+                    [`${model}-limited`]: { targets: [{ provider: 'up', model: `${backend.upstreamModel}@status=429,retry_after=9` }] },
+                },
+            });
+            client = new Anthropic({ baseURL: s.gw.url, apiKey: s.secrets.ops, maxRetries: 0 });
+        });
+        after(async () => {
+            if (!s) return;
+            assert.ok(!s.gw.allOutput().includes(s.secrets.mockKey), 'no provider key in the output');
+            const problems = await s.stop();
+            assert.deepEqual(problems, [], 'gateway shut down cleanly');
+        });
+
+        test('messages.create: translated upstream request and the Anthropic answer', async () => {
+            const system = 'Be brief.';
+            const prompt = `Hello ${kind} through /v1/messages`;
+            const message = await client.messages.create({
+                model, max_tokens: 200, temperature: 0.5, stop_sequences: ['STOP'], system,
+                messages: [{ role: 'user', content: prompt }],
+            });
+            assert.equal(message.type, 'message');
+            assert.equal(message.role, 'assistant');
+            assert.match(message.id, /^msg_/);
+            assert.equal(message.content.length, 1);
+            assert.ok(message.content[0].text.startsWith(mockReplyPrefix(prompt)), message.content[0].text);
+            assert.equal(message.stop_reason, 'end_turn');
+            assert.equal(message.usage.input_tokens, Math.ceil((system.length + prompt.length) / 4));
+            assert.equal(message.usage.output_tokens, 20);
+            const up = await s.mock.findRequest((q) => backend.lastText(q) === prompt);
+            backend.checkPlain(up, { secrets: s.secrets, system, prompt });
+        });
+
+        test('messages.stream: text and usage', async () => {
+            const prompt = `Stream ${kind} please @mock chunks=5`;
+            const stream = client.messages.stream({ model, max_tokens: 200, messages: [{ role: 'user', content: prompt }] });
+            let text = '';
+            stream.on('text', (piece) => { text += piece; });
+            const message = await stream.finalMessage();
+            assert.ok(text.startsWith(mockReplyPrefix(prompt)), text);
+            assert.equal(message.content[0].text, text);
+            assert.equal(message.stop_reason, 'end_turn');
+            assert.equal(message.usage.output_tokens, 20);
+            assert.equal(message.usage.input_tokens, Math.ceil(prompt.length / 4));
+        });
+
+        test('tool use, then a tool_result turn', async () => {
+            const first = await client.messages.create({
+                model, max_tokens: 200, tools: [weatherTool],
+                messages: [{ role: 'user', content: 'Weather in Paris' }],
+            });
+            assert.equal(first.stop_reason, 'tool_use');
+            const use = first.content.find((b) => b.type === 'tool_use');
+            assert.ok(use, JSON.stringify(first.content));
+            assert.match(use.id, backend.toolId);
+            assert.equal(use.name, 'get_weather');
+            assert.deepEqual(use.input, { city: 'Paris' });
+            const second = await client.messages.create({
+                model, max_tokens: 200, tools: [weatherTool],
+                messages: [
+                    { role: 'user', content: 'Weather in Paris' },
+                    { role: 'assistant', content: first.content },
+                    { role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: '18C and sunny' }] },
+                ],
+            });
+            assert.equal(second.stop_reason, 'end_turn');
+            assert.equal(second.content[0].type, 'text');
+            const up = await s.mock.findRequest((q) => (q.body?.messages ?? q.body?.contents)?.length === 3);
+            backend.checkToolResult(up, use);
+        });
+
+        test('streamed tool use', async () => {
+            const stream = client.messages.stream({
+                model, max_tokens: 200, tools: [weatherTool],
+                messages: [{ role: 'user', content: 'Weather in Lisbon' }],
+            });
+            const message = await stream.finalMessage();
+            assert.equal(message.stop_reason, 'tool_use');
+            const use = message.content.find((b) => b.type === 'tool_use');
+            assert.ok(use, JSON.stringify(message.content));
+            assert.match(use.id, backend.toolId);
+            assert.deepEqual(use.input, { city: 'Lisbon' });
+        });
+
+        test('upstream errors arrive as the SDK\'s classes', async () => {
+            await assert.rejects(
+                client.messages.create({ model: `${model}-busy`, max_tokens: 5, messages: [{ role: 'user', content: 'x' }] }),
+                (err) => err instanceof Anthropic.InternalServerError && err.status === 503 &&
+                    err.error?.error?.type === 'overloaded_error');
+            await assert.rejects(
+                client.messages.create({ model: `${model}-limited`, max_tokens: 5, messages: [{ role: 'user', content: 'x' }] }),
+                (err) => err instanceof Anthropic.RateLimitError && err.status === 429);
+            const st = client.messages.stream({
+                model, max_tokens: 200, messages: [{ role: 'user', content: 'fail midway @mock chunks=4 error_after=2' }],
+            });
+            // the upstream's in-stream error reaches the SDK as an Anthropic `event: error`
+            await assert.rejects(st.finalMessage(), (err) => {
+                assert.ok(err instanceof Anthropic.APIError, String(err));
+                assert.equal(err.error?.type, 'error', JSON.stringify(err.error));
+                return true;
+            });
+        });
+    });
+}

@@ -237,8 +237,9 @@ export function startProcess(bin, args, { env = {}, cwd, name = path.basename(bi
 
 /**
  * Starts sluice-mock on a free port. opts: {threads, status, delayMs, chunks, chunkDelayMs, words,
- * requireKey}. Returns {port, url (http://127.0.0.1:PORT), base (url + '/v1'), requests(), stats(),
- * reset(), stop(), ...process handle}.
+ * requireKey, awsAccessKeyId, awsSecretAccessKey (Bedrock SigV4 verification), args (extra flags)}.
+ * Returns {port, url (http://127.0.0.1:PORT), base (url + '/v1'), requests(), stats(), reset(),
+ * stop(), ...process handle}.
  */
 export async function startMock(opts = {}) {
     const port = await freePort();
@@ -246,10 +247,12 @@ export async function startMock(opts = {}) {
     const flags = {
         status: '--status', delayMs: '--delay-ms', chunks: '--chunks', chunkDelayMs: '--chunk-delay-ms',
         words: '--words', requireKey: '--require-key',
+        awsAccessKeyId: '--aws-access-key-id', awsSecretAccessKey: '--aws-secret-access-key',
     };
     for (const [k, flag] of Object.entries(flags)) {
         if (opts[k] !== undefined) args.push(flag, String(opts[k]));
     }
+    if (Array.isArray(opts.args)) args.push(...opts.args.map(String));
     const handle = startProcess(SLUICE_MOCK_BIN, args, { name: 'sluice-mock' });
     // The mock announces itself on stdout (its logs go to stderr).
     await handle.waitForLine(/sluice-mock listening on/, { timeoutMs: 10000, stream: 'stdout' });

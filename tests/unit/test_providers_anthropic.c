@@ -65,6 +65,29 @@ Test(providers_anthropic, simple_request_lifts_system_and_defaults_max_tokens)
     harness_request_free(request);
 }
 
+/* Found end to end: a base_url given as ".../v1" (the form many SDKs use)
+ * went to /v1/v1/messages, which Anthropic answers with 404. */
+Test(providers_anthropic, base_url_with_version_is_not_doubled)
+{
+    const char *bases[][2] = {
+        {"https://api.anthropic.test/v1", "https://api.anthropic.test/v1/messages"},
+        {"https://proxy.test/anthropic/v1", "https://proxy.test/anthropic/v1/messages"},
+        {"https://proxy.test/anthropic", "https://proxy.test/anthropic/v1/messages"},
+        {"https://proxy.test/xv1", "https://proxy.test/xv1/v1/messages"},
+    };
+    for (size_t i = 0; i < sizeof bases / sizeof bases[0]; i++) {
+        provider_config_t versioned = provider;
+        versioned.base_url = (char *)bases[i][0];
+        request_t *request = harness_request(&versioned, "claude-sonnet-4-5",
+                                             "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}");
+        provider_call_t call = {0};
+        cr_assert_eq(provider_anthropic.build_call(request, &call), 0);
+        cr_assert_str_eq(call.url, bases[i][1]);
+        harness_call_free(&call);
+        harness_request_free(request);
+    }
+}
+
 Test(providers_anthropic, max_completion_tokens_and_stream_flag)
 {
     provider_call_t call = {0};

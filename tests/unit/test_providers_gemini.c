@@ -74,6 +74,32 @@ Test(providers_gemini, request_with_system_and_generation_config)
     harness_request_free(request);
 }
 
+/* Found end to end: a base_url given with its API version (Google's docs
+ * show ".../v1beta"; ".../v1" is the stable API) went to /v1beta/v1beta/...
+ * or /v1/v1beta/..., which Google answers with 404. */
+Test(providers_gemini, base_url_with_version_is_used_as_is)
+{
+    const char *cases[][3] = {
+        {"https://gemini.test/v1beta", "0", "https://gemini.test/v1beta/models/gemini-2.5-flash:generateContent"},
+        {"https://gemini.test/v1", "1",
+         "https://gemini.test/v1/models/gemini-2.5-flash:streamGenerateContent?alt=sse"},
+        {"https://proxy.test/google", "0", "https://proxy.test/google/v1beta/models/gemini-2.5-flash:generateContent"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        provider_config_t versioned = provider;
+        versioned.base_url = (char *)cases[i][0];
+        bool stream = cases[i][1][0] == '1';
+        request_t *request = harness_request(&versioned, "gemini-2.5-flash",
+                                             stream ? "{\"model\":\"m\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}"
+                                                    : "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}");
+        provider_call_t call = {0};
+        cr_assert_eq(provider_gemini.build_call(request, &call), 0);
+        cr_assert_str_eq(call.url, cases[i][2]);
+        harness_call_free(&call);
+        harness_request_free(request);
+    }
+}
+
 Test(providers_gemini, stream_url_and_json_schema)
 {
     provider_call_t call = {0};
