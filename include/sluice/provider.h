@@ -74,6 +74,10 @@ typedef struct provider_adapter {
 
 const provider_adapter_t *provider_adapter_for(provider_type_t type);
 
+/* The model name a translated reply reports: the upstream model that answered
+ * (as OpenAI pass-through replies do), else the name the client sent. */
+const char *provider_reply_model(const request_t *request);
+
 /* The path an endpoint has under an OpenAI-style base_url, e.g. "/chat/completions". */
 const char *provider_openai_path(endpoint_t endpoint);
 

@@ -432,7 +432,7 @@ static json_t *chat_completion(request_t *request, const json_t *reply)
     const char *id = json_string_value(json_object_get(reply, "id"));
     json_t *completion = message ? json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o, s:n, s:s}]}", "id",
                                              id ? id : request->id, "object", "chat.completion", "created",
-                                             (json_int_t)time(NULL), "model", request->model ? request->model : "",
+                                             (json_int_t)time(NULL), "model", provider_reply_model(request),
                                              "choices", "index", 0, "message", message, "logprobs", "finish_reason",
                                              reason)
                                  : NULL;

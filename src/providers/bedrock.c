@@ -552,7 +552,7 @@ static json_t *chat_completion(request_t *request, const json_t *reply)
     const char *reason = finish_reason(json_string_value(json_object_get(reply, "stopReason")), has_tools);
     json_t *completion =
         json_pack("{s:s+, s:s, s:I, s:s, s:[{s:i, s:o, s:n, s:s}]}", "id", "chatcmpl-", request->id, "object",
-                  "chat.completion", "created", (json_int_t)time(NULL), "model", request->model ? request->model : "",
+                  "chat.completion", "created", (json_int_t)time(NULL), "model", provider_reply_model(request),
                   "choices", "index", 0, "message", message, "logprobs", "finish_reason", reason);
     if (completion != NULL && request->usage.is_known)
         json_object_set_new(completion, "usage", openai_usage(&request->usage));
@@ -593,7 +593,7 @@ static json_t *embeddings_list(request_t *request, const json_t *reply)
     request->usage = (usage_t){.is_known = true, .prompt_tokens = tokens};
     json_t *embedding = is_base64 ? embedding_base64(values) : json_deep_copy(values);
     return json_pack("{s:s, s:[{s:s, s:i, s:o}], s:s, s:{s:I, s:I}}", "object", "list", "data", "object", "embedding",
-                     "index", 0, "embedding", embedding, "model", request->model ? request->model : "", "usage",
+                     "index", 0, "embedding", embedding, "model", provider_reply_model(request), "usage",
                      "prompt_tokens", (json_int_t)tokens, "total_tokens", (json_int_t)tokens);
 }
 

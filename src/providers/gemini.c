@@ -603,7 +603,7 @@ static json_t *chat_completion(request_t *request, const json_t *reply)
     const char *id = json_string_value(json_object_get(reply, "responseId"));
     json_t *completion = json_pack("{s:s, s:s, s:I, s:s, s:o}", "id", id ? id : request->id, "object",
                                    "chat.completion", "created", (json_int_t)time(NULL), "model",
-                                   request->model ? request->model : "", "choices", choices);
+                                   provider_reply_model(request), "choices", choices);
     if (completion != NULL && request->usage.is_known &&
         json_object_set_new(completion, "usage", provider_usage_json(&request->usage)) != 0) {
         json_decref(completion);
@@ -664,7 +664,7 @@ static json_t *embeddings_list(request_t *request, const json_t *reply)
     long tokens = provider_integer_member(json_object_get(reply, "usageMetadata"), "promptTokenCount");
     request->usage = (usage_t){.is_known = true, .prompt_tokens = tokens};
     return json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list", "data", data, "model",
-                     request->model ? request->model : "", "usage", "prompt_tokens", (json_int_t)tokens,
+                     provider_reply_model(request), "usage", "prompt_tokens", (json_int_t)tokens,
                      "total_tokens", (json_int_t)tokens);
 }
 

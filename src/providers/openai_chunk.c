@@ -1,5 +1,6 @@
 /* openai_chunk.c — the OpenAI stream writer (see openai_chunk.h). */
 #include "sluice/openai_chunk.h"
+#include "sluice/provider.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -28,7 +29,7 @@ static int emit(openai_chunk_writer_t *writer, request_t *request, json_t *delta
                                "finish_reason", finish_reason ? json_string(finish_reason) : json_null());
     json_t *chunk = choice ? json_pack("{s:s, s:s, s:I, s:s, s:[o]}", "id", writer->id, "object",
                                        "chat.completion.chunk", "created", (json_int_t)writer->created, "model",
-                                       request->model ? request->model : "", "choices", choice)
+                                       provider_reply_model(request), "choices", choice)
                            : NULL;
     char *text = chunk ? json_dumps(chunk, JSON_COMPACT) : NULL;
     json_decref(chunk);
@@ -94,7 +95,7 @@ int openai_chunk_end(openai_chunk_writer_t *writer, request_t *request, buf_t *o
         const usage_t *usage = &request->usage;
         json_t *chunk = json_pack(
             "{s:s, s:s, s:I, s:s, s:[], s:{s:I, s:I, s:I, s:{s:I}, s:{s:I}}}", "id", writer->id, "object",
-            "chat.completion.chunk", "created", (json_int_t)writer->created, "model", request->model ? request->model : "",
+            "chat.completion.chunk", "created", (json_int_t)writer->created, "model", provider_reply_model(request),
             "choices", "usage", "prompt_tokens", (json_int_t)usage->prompt_tokens, "completion_tokens",
             (json_int_t)usage->completion_tokens, "total_tokens",
             (json_int_t)(usage->prompt_tokens + usage->completion_tokens), "prompt_tokens_details", "cached_tokens",

@@ -30,3 +30,10 @@ const char *provider_openai_path(endpoint_t endpoint)
     }
     return "/";
 }
+
+const char *provider_reply_model(const request_t *request)
+{
+    if (request->upstream_model != NULL && request->upstream_model[0] != '\0')
+        return request->upstream_model;
+    return request->model ? request->model : "";
+}

@@ -19,14 +19,14 @@ const tools = [{
 }];
 
 // model name → the upstream model, the id prefix its tool calls carry, and the "model" the answer
-// reports: OpenAI-shaped upstreams' bodies are passed through (the upstream's model name), the
-// translated ones report the name the client asked for.
+// reports: always the upstream model that answered — OpenAI-shaped bodies are passed through with
+// the upstream's model name, and translated ones report the same, so a client sees one convention.
 const MODELS = {
     'via-openai': { upstream: 'gpt-4o', prefix: /^call_/, reported: 'gpt-4o' },
     'via-azure': { upstream: 'my-gpt4o', prefix: /^call_/, reported: 'my-gpt4o' },
-    'via-anthropic': { upstream: 'claude-sonnet-4-5', prefix: /^toolu_/, reported: 'via-anthropic' },
-    'via-gemini': { upstream: 'gemini-2.5-flash', prefix: /^call_/, reported: 'via-gemini' },
-    'via-bedrock': { upstream: 'anthropic.claude-3-5-haiku-20241022-v1:0', prefix: /^tooluse_/, reported: 'via-bedrock' },
+    'via-anthropic': { upstream: 'claude-sonnet-4-5', prefix: /^toolu_/, reported: 'claude-sonnet-4-5' },
+    'via-gemini': { upstream: 'gemini-2.5-flash', prefix: /^call_/, reported: 'gemini-2.5-flash' },
+    'via-bedrock': { upstream: 'anthropic.claude-3-5-haiku-20241022-v1:0', prefix: /^tooluse_/, reported: 'anthropic.claude-3-5-haiku-20241022-v1:0' },
 };
 
 describe('official openai SDK against every provider type', { timeout: 120000 }, () => {

@@ -64,7 +64,7 @@ describe('anthropic provider', { timeout: 90000 }, () => {
         assert.equal(r.status, 200, r.text);
         const answer = r.json;
         assert.equal(answer.object, 'chat.completion');
-        assert.equal(answer.model, 'claude');
+        assert.equal(answer.model, 'claude-sonnet-4-5', 'the model that answered, as OpenAI pass-through replies report it');
         assert.equal(answer.choices[0].message.role, 'assistant');
         assert.ok(answer.choices[0].message.content.startsWith(mockReplyPrefix(prompt)), answer.choices[0].message.content);
         assert.equal(answer.choices[0].finish_reason, 'stop');

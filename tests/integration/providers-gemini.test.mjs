@@ -71,7 +71,7 @@ describe('gemini provider', { timeout: 90000 }, () => {
         });
         assert.equal(r.status, 200, r.text);
         assert.equal(r.json.object, 'chat.completion');
-        assert.equal(r.json.model, 'gemini');
+        assert.equal(r.json.model, 'gemini-2.5-flash', 'the model that answered');
         assert.ok(r.json.choices[0].message.content.startsWith(mockReplyPrefix(prompt)), r.json.choices[0].message.content);
         assert.equal(r.json.choices[0].finish_reason, 'stop');
         const prompted = mockPromptTokens(system, prompt);

@@ -224,7 +224,7 @@ Test(providers_anthropic, complete_answer_with_text_tools_and_cache_usage)
     cr_assert_not_null(completion);
     json_object_del(completion, "created");
     assert_json_eq(completion,
-                   "{\"id\":\"msg_01\",\"object\":\"chat.completion\",\"model\":\"smart\",\"choices\":[{\"index\":0,"
+                   "{\"id\":\"msg_01\",\"object\":\"chat.completion\",\"model\":\"claude\",\"choices\":[{\"index\":0,"
                    "\"message\":{\"role\":\"assistant\",\"content\":\"Let me check.\",\"refusal\":null,\"tool_calls\":["
                    "{\"id\":\"toolu_9\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\","
                    "\"arguments\":\"{\\\"city\\\":\\\"Paris\\\"}\"}}]},\"logprobs\":null,\"finish_reason\":\"tool_calls\"}],"

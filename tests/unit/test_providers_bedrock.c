@@ -334,7 +334,7 @@ Test(providers_bedrock, complete_answer_and_errors)
     json_object_del(completion, "created");
     json_object_del(completion, "id");
     assert_json_eq(completion,
-                   "{\"object\":\"chat.completion\",\"model\":\"smart\",\"choices\":[{\"index\":0,\"message\":{\"role\":"
+                   "{\"object\":\"chat.completion\",\"model\":\"x\",\"choices\":[{\"index\":0,\"message\":{\"role\":"
                    "\"assistant\",\"content\":\"Sure.\",\"refusal\":null,\"tool_calls\":[{\"id\":\"tooluse_1\",\"type\":"
                    "\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\":1}\"}}]},\"logprobs\":null,"
                    "\"finish_reason\":\"tool_calls\"}],\"usage\":{\"prompt_tokens\":14,\"completion_tokens\":5,"

@@ -205,7 +205,7 @@ Test(providers_gemini, complete_answer_with_function_call_and_thoughts)
     json_t *completion = json_loads(out.data, 0, NULL);
     json_object_del(completion, "created");
     assert_json_eq(completion,
-                   "{\"id\":\"resp1\",\"object\":\"chat.completion\",\"model\":\"smart\",\"choices\":[{\"index\":0,"
+                   "{\"id\":\"resp1\",\"object\":\"chat.completion\",\"model\":\"g\",\"choices\":[{\"index\":0,"
                    "\"message\":{\"role\":\"assistant\",\"content\":\"Checking.\",\"refusal\":null,\"tool_calls\":["
                    "{\"id\":\"call_test_0~ts~abc=\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\","
                    "\"arguments\":\"{\\\"city\\\":\\\"Paris\\\"}\"}}]},\"logprobs\":null,\"finish_reason\":\"tool_calls\"}],"
@@ -293,7 +293,7 @@ Test(providers_gemini, embeddings_batch)
     bool is_unchanged;
     cr_assert_eq(provider_gemini.translate_response(request, reply, strlen(reply), &out, &is_unchanged), 0);
     json_t *list = json_loads(out.data, 0, NULL);
-    assert_json_eq(list, "{\"object\":\"list\",\"model\":\"emb\",\"data\":[{\"object\":\"embedding\",\"index\":0,"
+    assert_json_eq(list, "{\"object\":\"list\",\"model\":\"text-embedding-004\",\"data\":[{\"object\":\"embedding\",\"index\":0,"
                          "\"embedding\":[0.5,1.0,-1.0]},{\"object\":\"embedding\",\"index\":1,\"embedding\":[0.0,0.25,1]}],"
                          "\"usage\":{\"prompt_tokens\":0,\"total_tokens\":0}}");
     json_decref(list);
