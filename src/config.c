@@ -928,10 +928,19 @@ static void free_string_array(char **items, size_t count)
     free(items);
 }
 
+void config_free_headers(struct curl_slist *headers)
+{
+    for (struct curl_slist *item = headers; item != NULL; item = item->next)
+        explicit_bzero(item->data, strlen(item->data));
+    curl_slist_free_all(headers);
+}
+
 static void config_free(config_t *config)
 {
     for (size_t i = 0; i < config->provider_count; i++) {
         provider_config_t *provider = &config->providers[i];
+        for (size_t j = 0; j < 2; j++)
+            config_free_headers(atomic_load(&provider->shared_headers[j]));
         free(provider->name);
         free(provider->base_url);
         if (provider->api_key)

@@ -324,6 +324,9 @@ static stage_result_t parse_on_request(request_t *request)
         }
         json_decref(request->body);
         request->body = openai_body;
+    } else {
+        request->raw_body = arena_strndup(&request->arena, text, length);
+        request->raw_body_length = request->raw_body ? length : 0;
     }
     if (parse_validate(request->endpoint, request->body, message, sizeof message, param, sizeof param) != 0) {
         request_reply_error(request, 400, "invalid_request_error", NULL, param, "%s", message);

@@ -347,6 +347,7 @@ static int prepare_cascade(request_t *request)
         return 0;
     request->wants_synthesized_stream = true;
     request->is_stream = false;
+    request->raw_body = NULL; /* the body changes */
     json_object_del(request->body, "stream_options");
     return json_object_set_new(request->body, "stream", json_false());
 }

@@ -76,7 +76,8 @@ static void transfer_free(upstream_transfer_t *transfer)
     if (transfer->timer != NULL)
         event_free(transfer->timer);
     upstream_pool_release(transfer->pool, transfer->easy);
-    curl_slist_free_all(transfer->call.headers);
+    if (!transfer->call.are_headers_shared)
+        curl_slist_free_all(transfer->call.headers);
     free(transfer->call.body);
     buf_free(&transfer->response);
     buf_free(&transfer->out);

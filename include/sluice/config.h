@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct curl_slist;
+
 typedef enum {
     PROVIDER_OPENAI,            /* api.openai.com and anything speaking its wire format */
     PROVIDER_OPENAI_COMPATIBLE, /* same wire format; api_key optional */
@@ -67,6 +69,9 @@ typedef struct provider_config {
     provider_timeouts_t timeouts;
     breaker_config_t breaker;
     health_check_config_t health_check;
+    /* The OpenAI adapter's constant upstream headers (non-stream, stream),
+     * built on first use and shared by every transfer; freed with the snapshot. */
+    _Atomic(struct curl_slist *) shared_headers[2];
 } provider_config_t;
 
 /* Owner: model_config_t.targets. */
@@ -287,6 +292,8 @@ config_t *config_load(const char *path, char *error, size_t size);
 config_t *config_load_string(const char *yaml, size_t length, const char *name, char *error, size_t size);
 
 config_t *config_ref(config_t *config);
+/* Frees a header list that may hold secrets, wiping its lines first. */
+void config_free_headers(struct curl_slist *headers);
 void config_unref(config_t *config);
 
 const provider_config_t *config_find_provider(const config_t *config, const char *name, size_t name_length);

@@ -18,7 +18,8 @@
 /* Owner: the upstream transfer that made it. */
 typedef struct provider_call {
     const char *url;            /* request arena */
-    struct curl_slist *headers; /* freed with curl_slist_free_all */
+    struct curl_slist *headers; /* freed with curl_slist_free_all, unless are_headers_shared */
+    bool are_headers_shared;    /* headers belong to the config snapshot: neither free nor append to them */
     char *body;                 /* malloc'ed */
     size_t body_length;
 } provider_call_t;

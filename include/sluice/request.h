@@ -67,6 +67,11 @@ typedef struct request {
 
     /* parse */
     json_t *body;
+    /* The client's bytes body was parsed from (arena), for adapters that send
+     * them on with small splices; NULL when body is not (or no longer) what
+     * they say. Whoever changes body must set it to NULL. */
+    const char *raw_body;
+    size_t raw_body_length;
     size_t bytes_in;
     size_t bytes_out;
     const char *model; /* as the client named it */

@@ -336,3 +336,89 @@ bool json_scan_integer(json_scan_value_t value, long long *integer)
     *integer = is_negative ? (long long)(0 - magnitude) : (long long)magnitude;
     return true;
 }
+
+/* Skips the string at p (at its opening quote) in text a parser already
+ * accepted; returns the position after the closing quote. */
+static cursor_t skip_trusted_string(cursor_t p, cursor_t end, bool *has_escape)
+{
+    for (p++; p < end; p++) {
+        if (*p == '"')
+            return p + 1;
+        if (*p == '\\') {
+            *has_escape = true;
+            p++;
+        }
+    }
+    return end;
+}
+
+/* Skips the value at p in text a parser already accepted. */
+static cursor_t skip_trusted_value(cursor_t p, cursor_t end)
+{
+    bool has_escape = false;
+    if (*p == '"')
+        return skip_trusted_string(p, end, &has_escape);
+    if (*p == '{' || *p == '[') {
+        size_t depth = 0;
+        while (p < end) {
+            unsigned char c = *p;
+            if (c == '"') {
+                p = skip_trusted_string(p, end, &has_escape);
+                continue;
+            }
+            if (c == '{' || c == '[')
+                depth++;
+            else if ((c == '}' || c == ']') && --depth == 0)
+                return p + 1;
+            p++;
+        }
+        return end;
+    }
+    while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\n' && *p != '\r' && *p != '\t')
+        p++;
+    return p;
+}
+
+int json_locate_members(const char *text, size_t length, size_t count, const char *const keys[],
+                        json_scan_value_t values[], size_t *close)
+{
+    for (size_t i = 0; i < count; i++)
+        values[i] = (json_scan_value_t){NULL, 0};
+    if (text == NULL)
+        return JSON_SCAN_INVALID;
+    cursor_t start = (cursor_t)text, end = start + length;
+    cursor_t p = skip_space(start, end);
+    if (p >= end || *p != '{')
+        return JSON_SCAN_INVALID;
+    p++;
+    for (;;) {
+        p = skip_space(p, end);
+        if (p >= end)
+            return JSON_SCAN_INVALID;
+        if (*p == '}')
+            break;
+        if (*p == ',')
+            p = skip_space(p + 1, end);
+        if (p >= end || *p != '"')
+            return JSON_SCAN_INVALID;
+        cursor_t name = p + 1;
+        bool has_escape = false;
+        p = skip_trusted_string(p, end, &has_escape);
+        if (has_escape)
+            return JSON_SCAN_UNDECIDED;
+        size_t name_length = (size_t)(p - name) - 1;
+        p = skip_space(p, end);
+        if (p >= end || *p != ':')
+            return JSON_SCAN_INVALID;
+        p = skip_space(p + 1, end);
+        if (p >= end)
+            return JSON_SCAN_INVALID;
+        cursor_t value = p;
+        p = skip_trusted_value(p, end);
+        for (size_t i = 0; i < count; i++)
+            if (strncmp(keys[i], (const char *)name, name_length) == 0 && keys[i][name_length] == '\0')
+                values[i] = (json_scan_value_t){(const char *)value, (size_t)(p - value)};
+    }
+    *close = (size_t)(p - start);
+    return JSON_SCAN_OK;
+}

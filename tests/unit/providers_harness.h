@@ -51,7 +51,8 @@ static inline void harness_request_free(request_t *request)
 
 static inline void harness_call_free(provider_call_t *call)
 {
-    curl_slist_free_all(call->headers);
+    if (!call->are_headers_shared)
+        curl_slist_free_all(call->headers);
     free(call->body);
     memset(call, 0, sizeof *call);
 }

@@ -31,5 +31,12 @@ int json_scan_member(const char *text, size_t length, const char *key, const cha
 /* Whether a value json_scan_members returned is an integer (what jansson
  * would make a json_integer); if so its value goes to *integer. */
 bool json_scan_integer(json_scan_value_t value, long long *integer);
+/* For text a JSON parser already accepted (nothing is checked again): the raw
+ * text of the top-level members named keys[i] (the last one if repeated) and
+ * in *close the offset of the object's closing brace. JSON_SCAN_UNDECIDED
+ * when a top-level key uses escapes, JSON_SCAN_INVALID when the text is not
+ * an object. */
+int json_locate_members(const char *text, size_t length, size_t count, const char *const keys[],
+                        json_scan_value_t values[], size_t *close);
 
 #endif
