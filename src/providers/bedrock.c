@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "sluice/eventstream.h"
@@ -466,8 +467,36 @@ static const char *error_type_for(long status)
     }
 }
 
-/* Bedrock errors are {"message": "..."} with the kind in the x-amzn-errortype
- * header; the status says enough about the kind. */
+/* The OpenAI error type for a Bedrock error kind ("ThrottlingException", or
+ * "throttlingException" as stream exception frames spell it); NULL when the
+ * kind is unknown. */
+static const char *kind_error_type(const char *kind, size_t length)
+{
+    static const struct {
+        const char *kind, *type;
+    } known[] = {
+        {"ThrottlingException", "rate_limit_error"},
+        {"ServiceQuotaExceededException", "rate_limit_error"},
+        {"ValidationException", "invalid_request_error"},
+        {"AccessDeniedException", "permission_error"},
+        {"ResourceNotFoundException", "not_found_error"},
+        {"ModelTimeoutException", "api_error"},
+        {"ModelErrorException", "api_error"},
+        {"ModelNotReadyException", "api_error"},
+        {"ModelStreamErrorException", "api_error"},
+        {"ServiceUnavailableException", "api_error"},
+        {"InternalServerException", "api_error"},
+    };
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strlen(known[i].kind) == length && strncasecmp(known[i].kind, kind, length) == 0)
+            return known[i].type;
+    return NULL;
+}
+
+/* Bedrock names the error kind in the x-amzn-errortype header
+ * ("ThrottlingException:http://internal.amazon.com/coral/..."): the text
+ * before ':' becomes error.code and, when known, decides error.type. Some
+ * errors carry it in the body's __type ("...#ValidationException") instead. */
 static void bedrock_translate_error(request_t *request, long status, const char *body, size_t length,
                                     provider_error_t *error)
 {
@@ -480,11 +509,22 @@ static void bedrock_translate_error(request_t *request, long status, const char 
     const char *message = json_string_value(json_object_get(reply, "message"));
     if (message == NULL)
         message = json_string_value(json_object_get(reply, "Message"));
-    const char *code = json_string_value(json_object_get(reply, "__type"));
+    const char *kind = error->reply_headers ? error->reply_headers->error_type : NULL;
+    size_t kind_length = kind ? strcspn(kind, ":") : 0;
+    if (kind_length == 0) {
+        kind = json_string_value(json_object_get(reply, "__type"));
+        if (kind != NULL && strrchr(kind, '#') != NULL)
+            kind = strrchr(kind, '#') + 1;
+        kind_length = kind ? strcspn(kind, ":") : 0;
+    }
+    if (kind_length > 0) {
+        error->code = arena_strndup(&request->arena, kind, kind_length);
+        const char *type = kind_error_type(kind, kind_length);
+        if (type != NULL)
+            error->type = type;
+    }
     if (message != NULL)
         error->message = arena_sprintf(&request->arena, "bedrock: %s", message);
-    if (code != NULL)
-        error->code = arena_strdup(&request->arena, strrchr(code, '#') ? strrchr(code, '#') + 1 : code);
     json_decref(reply);
     if (error->message == NULL)
         error->message = arena_sprintf(&request->arena, "upstream provider %s returned HTTP %ld",
@@ -567,15 +607,6 @@ static int on_event(bedrock_stream_t *stream, const char *type, size_t type_leng
 #undef IS
 }
 
-static const char *exception_error_type(const char *type, size_t length)
-{
-    if (length >= 10 && strncmp(type, "throttling", 10) == 0)
-        return "rate_limit_error";
-    if (length >= 10 && strncmp(type, "validation", 10) == 0)
-        return "invalid_request_error";
-    return "api_error";
-}
-
 /* An exception or error frame → one OpenAI error event. */
 static int on_exception(bedrock_stream_t *stream, const eventstream_message_t *message)
 {
@@ -592,7 +623,8 @@ static int on_exception(bedrock_stream_t *stream, const eventstream_message_t *m
     json_decref(payload);
     log_warn("bedrock stream for request %s ended with %.*s", stream->request->id, (int)kind.length,
              kind.data ? kind.data : "an error");
-    if (openai_chunk_error(stream->out, exception_error_type(kind.data ? kind.data : "", kind.length), detail) != 0)
+    const char *type = kind.data ? kind_error_type(kind.data, kind.length) : NULL;
+    if (openai_chunk_error(stream->out, type ? type : "api_error", detail) != 0)
         return PROVIDER_EVENT_FAILED;
     return PROVIDER_EVENT_ERROR;
 }

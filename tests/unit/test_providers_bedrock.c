@@ -497,3 +497,44 @@ Test(providers_azure, v1_base_url_is_openai_shaped)
     harness_call_free(&call);
     harness_request_free(request);
 }
+
+/* The error kind comes from the x-amzn-errortype header (text before ':'),
+ * else the body's __type; it is error.code and, when known, sets the type. */
+Test(providers_bedrock, error_kind_from_the_errortype_header)
+{
+    request_t *request = harness_request(&bedrock, "m", "{\"model\":\"m\",\"messages\":[]}");
+    static const struct {
+        long status;
+        const char *header, *body, *code, *type;
+    } cases[] = {
+        {429, "ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/",
+         "{\"message\":\"Too many requests\"}", "ThrottlingException", "rate_limit_error"},
+        {400, "ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/",
+         "{\"message\":\"bad input\"}", "ValidationException", "invalid_request_error"},
+        {404, "ResourceNotFoundException:http://internal.amazon.com/coral/com.amazon.bedrock/",
+         "{\"message\":\"no such model\"}", "ResourceNotFoundException", "not_found_error"},
+        {408, "ModelTimeoutException", "{\"message\":\"slow\"}", "ModelTimeoutException", "api_error"},
+        {403, "UnrecognizedClientException:http://internal.amazon.com/coral/com.amazon.coral.service/",
+         "{\"message\":\"bad token\"}", "UnrecognizedClientException", "permission_error"},
+        {400, NULL, "{\"__type\":\"com.amazon.coral.validate#ValidationException\",\"message\":\"x\"}",
+         "ValidationException", "invalid_request_error"},
+        {500, NULL, "{\"message\":\"boom\"}", NULL, "api_error"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        provider_reply_headers_t headers = {.error_type = cases[i].header};
+        provider_error_t error = {.reply_headers = &headers};
+        provider_bedrock.translate_error(request, cases[i].status, cases[i].body, strlen(cases[i].body), &error);
+        cr_assert_eq(error.status, cases[i].status);
+        cr_assert_str_eq(error.type, cases[i].type, "case %zu", i);
+        if (cases[i].code == NULL)
+            cr_assert_null(error.code, "case %zu", i);
+        else
+            cr_assert_str_eq(error.code, cases[i].code, "case %zu", i);
+    }
+    provider_error_t without_headers = {0};
+    const char *body = "{\"message\":\"slow down\"}";
+    provider_bedrock.translate_error(request, 429, body, strlen(body), &without_headers);
+    cr_assert_null(without_headers.code);
+    cr_assert_str_eq(without_headers.type, "rate_limit_error");
+    harness_request_free(request);
+}
