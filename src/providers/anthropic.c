@@ -30,6 +30,9 @@
 #include "sluice/provider_util.h"
 #include "sluice/translate.h"
 
+/* The tool that carries a JSON answer when json_schema gives no name. */
+#define ANTHROPIC_JSON_TOOL "json_response"
+
 /* ---- the request ---------------------------------------------------------- */
 
 static int append_text_block(json_t *blocks, const char *text, size_t length)
@@ -144,6 +147,42 @@ static int set_tools(translate_messages_t *builder, const json_t *body, json_t *
     return json_object_set_new(out, "tool_choice", mapped);
 }
 
+/* True when the client asked for a JSON answer (response_format json_object
+ * or json_schema), which is requested from Anthropic as a forced tool call. */
+static bool wants_json_answer(const json_t *body)
+{
+    const char *type = json_string_value(json_object_get(json_object_get(body, "response_format"), "type"));
+    return type != NULL && (strcmp(type, "json_object") == 0 || strcmp(type, "json_schema") == 0);
+}
+
+/* response_format → one tool whose input_schema is the wanted schema, forced
+ * with tool_choice; the answer's tool input is then the JSON the client gets
+ * as content. This works on every Claude model and API version (the newer
+ * output_format needs a beta header and recent models). Client tools cannot
+ * be offered alongside: forcing the format tool would forbid calling them. */
+static int set_response_format(translate_messages_t *builder, const json_t *body, json_t *out)
+{
+    if (!wants_json_answer(body))
+        return 0;
+    if (json_array_size(json_object_get(body, "tools")) > 0)
+        return translate_fail(builder, "response_format",
+                              "anthropic providers support response_format only without tools");
+    const json_t *format = json_object_get(body, "response_format");
+    const json_t *json_schema = json_object_get(format, "json_schema");
+    const json_t *schema = json_object_get(json_schema, "schema");
+    const char *name = json_string_value(json_object_get(json_schema, "name"));
+    const char *description = json_string_value(json_object_get(json_schema, "description"));
+    if (name == NULL || name[0] == '\0')
+        name = ANTHROPIC_JSON_TOOL;
+    json_t *tool = json_pack("{s:s, s:s, s:o}", "name", name, "description",
+                             description ? description : "Give the answer as this tool's input: a JSON object.",
+                             "input_schema", json_is_object(schema) ? json_deep_copy(schema)
+                                                                    : json_pack("{s:s}", "type", "object"));
+    if (tool == NULL || json_object_set_new(out, "tools", json_pack("[o]", tool)) != 0)
+        return -1;
+    return json_object_set_new(out, "tool_choice", json_pack("{s:s, s:s}", "type", "tool", "name", name));
+}
+
 static int set_sampling(const request_t *request, const json_t *body, json_t *out)
 {
     long max_tokens = provider_max_tokens(body);
@@ -190,7 +229,7 @@ static json_t *messages_body(translate_messages_t *builder, request_t *request)
     if (json_array_size(builder->system) > 0 && json_object_set(out, "system", builder->system) != 0)
         goto fail;
     if (json_object_set(out, "messages", builder->turns) != 0 || set_sampling(request, body, out) != 0 ||
-        set_tools(builder, body, out) != 0)
+        set_tools(builder, body, out) != 0 || set_response_format(builder, body, out) != 0)
         goto fail;
     translate_messages_release(builder);
     return out;
@@ -252,6 +291,15 @@ static const char *finish_reason(const char *stop_reason, bool has_tool_calls)
     return "stop"; /* end_turn, stop_sequence, pause_turn and anything new */
 }
 
+/* With a JSON answer the forced tool call is the answer itself: the model
+ * stopped, it called no tool. */
+static const char *answer_finish_reason(const request_t *request, const char *stop_reason, bool has_tool_calls)
+{
+    if (!wants_json_answer(request->body))
+        return finish_reason(stop_reason, has_tool_calls);
+    return stop_reason && strcmp(stop_reason, "tool_use") == 0 ? "stop" : finish_reason(stop_reason, false);
+}
+
 /* Reads a usage object; members absent from it keep their value (message_delta
  * repeats only some). Output tokens are cumulative, never added. */
 static void read_usage(const json_t *usage, usage_t *out, long *input, long *cache_read, long *cache_write)
@@ -291,6 +339,10 @@ static json_t *chat_completion(request_t *request, const json_t *reply)
             const json_t *piece = json_object_get(block, "text");
             if (json_is_string(piece))
                 rc = buf_append(&text, json_string_value(piece), json_string_length(piece));
+        } else if (strcmp(type, "tool_use") == 0 && wants_json_answer(request->body)) {
+            char *answer = json_dumps(json_object_get(block, "input"), JSON_COMPACT | JSON_ENCODE_ANY);
+            rc = answer ? buf_append_str(&text, answer) : -1;
+            free(answer);
         } else if (strcmp(type, "tool_use") == 0) {
             rc = translate_append_new(tool_calls, translate_tool_call(json_string_value(json_object_get(block, "id")),
                                                                       json_string_value(json_object_get(block, "name")),
@@ -306,7 +358,8 @@ static json_t *chat_completion(request_t *request, const json_t *reply)
         json_decref(message);
         message = NULL;
     }
-    const char *reason = finish_reason(json_string_value(json_object_get(reply, "stop_reason")), has_tools);
+    const char *stop_reason = json_string_value(json_object_get(reply, "stop_reason"));
+    const char *reason = answer_finish_reason(request, stop_reason, has_tools);
     const char *id = json_string_value(json_object_get(reply, "id"));
     json_t *choice = message ? translate_choice(0, message, reason) : NULL;
     return choice ? translate_chat_completion(request, id ? id : request->id, json_pack("[o]", choice)) : NULL;
@@ -378,6 +431,15 @@ typedef struct anthropic_stream {
 
 static int ok_or_failed(int rc) { return rc == 0 ? PROVIDER_EVENT_OK : PROVIDER_EVENT_FAILED; }
 
+/* Tool input goes out as the call's arguments, or as content when it is the JSON answer. */
+static int emit_tool_input(anthropic_stream_t *stream, request_t *request, int index, const char *piece, size_t length,
+                           buf_t *out)
+{
+    if (wants_json_answer(request->body))
+        return openai_chunk_text(&stream->writer, request, piece, length, out);
+    return openai_chunk_tool_arguments(&stream->writer, request, index, piece, length, out);
+}
+
 static int on_block_start(anthropic_stream_t *stream, request_t *request, const json_t *event, buf_t *out)
 {
     const json_t *block = json_object_get(event, "content_block");
@@ -397,14 +459,14 @@ static int on_block_start(anthropic_stream_t *stream, request_t *request, const 
     const char *name = json_string_value(json_object_get(block, "name"));
     if (index < 0 || id == NULL || name == NULL)
         return PROVIDER_EVENT_FAILED;
-    if (openai_chunk_tool_start(&stream->writer, request, index, id, name, out) != 0)
+    bool is_tool_call = !wants_json_answer(request->body);
+    if (is_tool_call && openai_chunk_tool_start(&stream->writer, request, index, id, name, out) != 0)
         return PROVIDER_EVENT_FAILED;
     /* input is normally {} and filled by input_json_delta; a non-empty one is the whole input */
     const json_t *input = json_object_get(block, "input");
     if (json_is_object(input) && json_object_size(input) > 0) {
         char *arguments = json_dumps(input, JSON_COMPACT);
-        int rc = arguments ? openai_chunk_tool_arguments(&stream->writer, request, index, arguments, strlen(arguments), out)
-                           : -1;
+        int rc = arguments ? emit_tool_input(stream, request, index, arguments, strlen(arguments), out) : -1;
         free(arguments);
         return ok_or_failed(rc);
     }
@@ -428,8 +490,8 @@ static int on_block_delta(anthropic_stream_t *stream, request_t *request, const 
         int index = provider_tool_map_get(&stream->tools, provider_integer_member(event, "index"));
         if (index < 0 || !json_is_string(piece))
             return PROVIDER_EVENT_FAILED; /* tool input for a block that never started as a tool */
-        return ok_or_failed(openai_chunk_tool_arguments(&stream->writer, request, index, json_string_value(piece),
-                                                        json_string_length(piece), out));
+        return ok_or_failed(
+            emit_tool_input(stream, request, index, json_string_value(piece), json_string_length(piece), out));
     }
     return PROVIDER_EVENT_OK; /* thinking_delta, signature_delta, citations_delta */
 }
@@ -443,7 +505,7 @@ static int end_stream(anthropic_stream_t *stream, request_t *request, buf_t *out
 {
     stream->is_over = true;
     const char *reason = stream->has_stop_reason ? stream->stop_reason
-                                                 : finish_reason(NULL, stream->tools.tool_count > 0);
+                                                 : answer_finish_reason(request, NULL, stream->tools.tool_count > 0);
     if (openai_chunk_finish(&stream->writer, request, reason, out) != 0 ||
         openai_chunk_end(&stream->writer, request, out) != 0)
         return PROVIDER_EVENT_FAILED;
@@ -489,7 +551,7 @@ static int anthropic_translate_event(request_t *request, void *state, const sse_
     } else if (strcmp(type, "message_delta") == 0) {
         const char *reason = json_string_value(json_object_get(json_object_get(data, "delta"), "stop_reason"));
         if (reason != NULL) {
-            stream->stop_reason = finish_reason(reason, stream->tools.tool_count > 0);
+            stream->stop_reason = answer_finish_reason(request, reason, stream->tools.tool_count > 0);
             stream->has_stop_reason = true;
         }
         note_usage(stream, request, json_object_get(data, "usage"));

@@ -484,3 +484,89 @@ Test(providers_anthropic, garbage_event_fails_the_stream)
     free(output);
     harness_request_free(request);
 }
+
+/* response_format asks for the answer as one forced tool call whose input
+ * schema is the wanted schema; that tool's input comes back as the content. */
+Test(providers_anthropic, response_format_becomes_a_forced_tool)
+{
+    provider_call_t call = {0};
+    request_t *request;
+    json_t *sent = built_body("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"Paris?\"}],"
+                              "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"city\","
+                              "\"strict\":true,\"schema\":{\"type\":\"object\",\"properties\":{\"name\":{\"type\":"
+                              "\"string\"}},\"required\":[\"name\"]}}}}",
+                              &call, &request);
+    assert_json_eq(json_object_get(sent, "tools"),
+                   "[{\"name\":\"city\",\"description\":\"Give the answer as this tool's input: a JSON object.\","
+                   "\"input_schema\":{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"}},"
+                   "\"required\":[\"name\"]}}]");
+    assert_json_eq(json_object_get(sent, "tool_choice"), "{\"type\":\"tool\",\"name\":\"city\"}");
+    json_decref(sent);
+    harness_call_free(&call);
+    harness_request_free(request);
+
+    sent = built_body("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+                      "\"response_format\":{\"type\":\"json_object\"}}",
+                      &call, &request);
+    assert_json_eq(json_object_get(sent, "tools"),
+                   "[{\"name\":\"json_response\",\"description\":\"Give the answer as this tool's input: a JSON "
+                   "object.\",\"input_schema\":{\"type\":\"object\"}}]");
+    assert_json_eq(json_object_get(sent, "tool_choice"), "{\"type\":\"tool\",\"name\":\"json_response\"}");
+    const char *reply = "{\"id\":\"msg_j\",\"content\":[{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":"
+                        "\"json_response\",\"input\":{\"name\":\"Paris\"}}],\"stop_reason\":\"tool_use\","
+                        "\"usage\":{\"input_tokens\":5,\"output_tokens\":7}}";
+    buf_t out;
+    buf_init(&out);
+    bool is_unchanged = true;
+    cr_assert_eq(provider_anthropic.translate_response(request, reply, strlen(reply), &out, &is_unchanged), 0);
+    json_t *completion = json_loads(out.data, 0, NULL);
+    const json_t *choice = json_array_get(json_object_get(completion, "choices"), 0);
+    assert_json_eq(json_object_get(choice, "message"),
+                   "{\"role\":\"assistant\",\"content\":\"{\\\"name\\\":\\\"Paris\\\"}\",\"refusal\":null}");
+    cr_assert_str_eq(json_string_value(json_object_get(choice, "finish_reason")), "stop");
+    json_decref(completion);
+    buf_free(&out);
+    json_decref(sent);
+    harness_call_free(&call);
+    harness_request_free(request);
+
+    /* with client tools the format tool cannot be forced: refused, not silently dropped */
+    request = harness_request(&provider, "claude",
+                              "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+                              "\"response_format\":{\"type\":\"json_object\"},"
+                              "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}");
+    cr_assert_eq(provider_anthropic.build_call(request, &call), PROVIDER_CALL_REJECTED);
+    cr_assert_eq(request->status, 400);
+    harness_request_free(request);
+}
+
+Test(providers_anthropic, response_format_stream_sends_the_tool_input_as_content)
+{
+    static const char stream[] =
+        "event: message_start\n"
+        "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_4\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n"
+        "event: content_block_start\n"
+        "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\","
+        "\"name\":\"json_response\",\"input\":{}}}\n\n"
+        "event: content_block_delta\n"
+        "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\"}}\n\n"
+        "event: content_block_delta\n"
+        "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"ok\\\":\"}}\n\n"
+        "event: content_block_delta\n"
+        "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"true}\"}}\n\n"
+        "event: message_delta\n"
+        "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":4}}\n\n"
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    request_t *request = harness_request(&provider, "claude",
+                                         "{\"model\":\"m\",\"stream\":true,\"messages\":[],"
+                                         "\"response_format\":{\"type\":\"json_object\"}}");
+    harness_stream_t run;
+    char *output = harness_run_every_cut(request, &provider_anthropic, stream, strlen(stream), &run);
+    harness_summary_t summary;
+    harness_summarise(output, &summary);
+    cr_assert_eq(summary.tool_count, 0);
+    cr_assert_str_eq(summary.content, "{\"ok\":true}");
+    cr_assert_str_eq(summary.finish_reason, "stop");
+    free(output);
+    harness_request_free(request);
+}
