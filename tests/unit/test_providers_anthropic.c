@@ -22,26 +22,7 @@ static provider_config_t provider = {
 /* Builds the call for body and returns the upstream JSON body. */
 static json_t *built_body(const char *body, provider_call_t *call, request_t **request_out)
 {
-    request_t *request = harness_request(&provider, "claude-sonnet-4-5", body);
-    cr_assert_eq(provider_anthropic.build_call(request, call), 0, "build_call failed: %s",
-                 request->error_message ? request->error_message : "");
-    json_error_t error;
-    json_t *sent = json_loadb(call->body, call->body_length, 0, &error);
-    cr_assert_not_null(sent, "upstream body is not JSON: %s", error.text);
-    *request_out = request;
-    return sent;
-}
-
-static void assert_json_eq(const json_t *actual, const char *expected_text)
-{
-    json_t *expected = json_loads(expected_text, 0, NULL);
-    cr_assert_not_null(expected, "expected JSON does not parse");
-    char *actual_text = json_dumps(actual, JSON_COMPACT | JSON_SORT_KEYS);
-    char *wanted_text = json_dumps(expected, JSON_COMPACT | JSON_SORT_KEYS);
-    cr_assert(json_equal(actual, expected), "got      %s\nexpected %s", actual_text, wanted_text);
-    free(actual_text);
-    free(wanted_text);
-    json_decref(expected);
+    return harness_built_body(&provider_anthropic, &provider, "claude-sonnet-4-5", body, call, request_out);
 }
 
 Test(providers_anthropic, simple_request_lifts_system_and_defaults_max_tokens)
@@ -52,7 +33,7 @@ Test(providers_anthropic, simple_request_lifts_system_and_defaults_max_tokens)
                               "{\"role\":\"user\",\"content\":\"Hi\"}],\"temperature\":1.5,\"stop\":\"END\","
                               "\"user\":\"u1\"}",
                               &call, &request);
-    assert_json_eq(sent, "{\"model\":\"claude-sonnet-4-5\",\"system\":[{\"type\":\"text\",\"text\":\"Be brief.\"}],"
+    harness_assert_json_eq(sent, "{\"model\":\"claude-sonnet-4-5\",\"system\":[{\"type\":\"text\",\"text\":\"Be brief.\"}],"
                          "\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"Hi\"}]}],"
                          "\"max_tokens\":4096,\"temperature\":1.0,\"stop_sequences\":[\"END\"],"
                          "\"metadata\":{\"user_id\":\"u1\"}}");
@@ -112,7 +93,7 @@ Test(providers_anthropic, images_become_base64_and_url_sources)
         "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,iVBORw0KGgo=\"}},"
         "{\"type\":\"image_url\",\"image_url\":{\"url\":\"https://example.com/cat.jpg\",\"detail\":\"low\"}}]}]}",
         &call, &request);
-    assert_json_eq(json_object_get(sent, "messages"),
+    harness_assert_json_eq(json_object_get(sent, "messages"),
                    "[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"What is this?\"},"
                    "{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":\"image/png\",\"data\":\"iVBORw0KGgo=\"}},"
                    "{\"type\":\"image\",\"source\":{\"type\":\"url\",\"url\":\"https://example.com/cat.jpg\"}}]}]");
@@ -138,7 +119,7 @@ Test(providers_anthropic, tool_round_trip_merges_results_into_one_user_turn)
         "\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}}}}}],"
         "\"tool_choice\":\"required\",\"parallel_tool_calls\":false}",
         &call, &request);
-    assert_json_eq(json_object_get(sent, "messages"),
+    harness_assert_json_eq(json_object_get(sent, "messages"),
                    "[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"Weather in Paris and Rome?\"}]},"
                    "{\"role\":\"assistant\",\"content\":["
                    "{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"get_weather\",\"input\":{\"city\":\"Paris\"}},"
@@ -147,10 +128,10 @@ Test(providers_anthropic, tool_round_trip_merges_results_into_one_user_turn)
                    "{\"type\":\"tool_result\",\"tool_use_id\":\"toolu_1\",\"content\":\"18C\"},"
                    "{\"type\":\"tool_result\",\"tool_use_id\":\"toolu_2\",\"content\":[{\"type\":\"text\",\"text\":\"24C\"}]},"
                    "{\"type\":\"text\",\"text\":\"Thanks\"}]}]");
-    assert_json_eq(json_object_get(sent, "tools"),
+    harness_assert_json_eq(json_object_get(sent, "tools"),
                    "[{\"name\":\"get_weather\",\"description\":\"Weather\",\"input_schema\":{\"type\":\"object\","
                    "\"properties\":{\"city\":{\"type\":\"string\"}}}}]");
-    assert_json_eq(json_object_get(sent, "tool_choice"), "{\"type\":\"any\",\"disable_parallel_tool_use\":true}");
+    harness_assert_json_eq(json_object_get(sent, "tool_choice"), "{\"type\":\"any\",\"disable_parallel_tool_use\":true}");
     json_decref(sent);
     harness_call_free(&call);
     harness_request_free(request);
@@ -172,8 +153,8 @@ Test(providers_anthropic, tool_choice_variants)
         provider_call_t call = {0};
         request_t *request;
         json_t *sent = built_body(body, &call, &request);
-        assert_json_eq(json_object_get(sent, "tool_choice"), cases[i][1]);
-        assert_json_eq(json_object_get(json_array_get(json_object_get(sent, "tools"), 0), "input_schema"),
+        harness_assert_json_eq(json_object_get(sent, "tool_choice"), cases[i][1]);
+        harness_assert_json_eq(json_object_get(json_array_get(json_object_get(sent, "tools"), 0), "input_schema"),
                        "{\"type\":\"object\",\"properties\":{}}");
         json_decref(sent);
         harness_call_free(&call);
@@ -223,7 +204,7 @@ Test(providers_anthropic, complete_answer_with_text_tools_and_cache_usage)
     json_t *completion = json_loads(out.data, 0, NULL);
     cr_assert_not_null(completion);
     json_object_del(completion, "created");
-    assert_json_eq(completion,
+    harness_assert_json_eq(completion,
                    "{\"id\":\"msg_01\",\"object\":\"chat.completion\",\"model\":\"claude\",\"choices\":[{\"index\":0,"
                    "\"message\":{\"role\":\"assistant\",\"content\":\"Let me check.\",\"refusal\":null,\"tool_calls\":["
                    "{\"id\":\"toolu_9\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\","
@@ -496,11 +477,11 @@ Test(providers_anthropic, response_format_becomes_a_forced_tool)
                               "\"strict\":true,\"schema\":{\"type\":\"object\",\"properties\":{\"name\":{\"type\":"
                               "\"string\"}},\"required\":[\"name\"]}}}}",
                               &call, &request);
-    assert_json_eq(json_object_get(sent, "tools"),
+    harness_assert_json_eq(json_object_get(sent, "tools"),
                    "[{\"name\":\"city\",\"description\":\"Give the answer as this tool's input: a JSON object.\","
                    "\"input_schema\":{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"}},"
                    "\"required\":[\"name\"]}}]");
-    assert_json_eq(json_object_get(sent, "tool_choice"), "{\"type\":\"tool\",\"name\":\"city\"}");
+    harness_assert_json_eq(json_object_get(sent, "tool_choice"), "{\"type\":\"tool\",\"name\":\"city\"}");
     json_decref(sent);
     harness_call_free(&call);
     harness_request_free(request);
@@ -508,10 +489,10 @@ Test(providers_anthropic, response_format_becomes_a_forced_tool)
     sent = built_body("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
                       "\"response_format\":{\"type\":\"json_object\"}}",
                       &call, &request);
-    assert_json_eq(json_object_get(sent, "tools"),
+    harness_assert_json_eq(json_object_get(sent, "tools"),
                    "[{\"name\":\"json_response\",\"description\":\"Give the answer as this tool's input: a JSON "
                    "object.\",\"input_schema\":{\"type\":\"object\"}}]");
-    assert_json_eq(json_object_get(sent, "tool_choice"), "{\"type\":\"tool\",\"name\":\"json_response\"}");
+    harness_assert_json_eq(json_object_get(sent, "tool_choice"), "{\"type\":\"tool\",\"name\":\"json_response\"}");
     const char *reply = "{\"id\":\"msg_j\",\"content\":[{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":"
                         "\"json_response\",\"input\":{\"name\":\"Paris\"}}],\"stop_reason\":\"tool_use\","
                         "\"usage\":{\"input_tokens\":5,\"output_tokens\":7}}";
@@ -521,7 +502,7 @@ Test(providers_anthropic, response_format_becomes_a_forced_tool)
     cr_assert_eq(provider_anthropic.translate_response(request, reply, strlen(reply), &out, &is_unchanged), 0);
     json_t *completion = json_loads(out.data, 0, NULL);
     const json_t *choice = json_array_get(json_object_get(completion, "choices"), 0);
-    assert_json_eq(json_object_get(choice, "message"),
+    harness_assert_json_eq(json_object_get(choice, "message"),
                    "{\"role\":\"assistant\",\"content\":\"{\\\"name\\\":\\\"Paris\\\"}\",\"refusal\":null}");
     cr_assert_str_eq(json_string_value(json_object_get(choice, "finish_reason")), "stop");
     json_decref(completion);

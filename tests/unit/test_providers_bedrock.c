@@ -231,19 +231,6 @@ static provider_config_t bedrock = {
     .default_max_tokens = 4096,
 };
 
-static void assert_json_eq(const json_t *actual, const char *expected_text)
-{
-    json_error_t error;
-    json_t *expected = json_loads(expected_text, 0, &error);
-    cr_assert_not_null(expected, "expected JSON does not parse: %s", error.text);
-    char *actual_text = json_dumps(actual, JSON_COMPACT | JSON_SORT_KEYS);
-    char *wanted_text = json_dumps(expected, JSON_COMPACT | JSON_SORT_KEYS);
-    cr_assert(json_equal(actual, expected), "got      %s\nexpected %s", actual_text, wanted_text);
-    free(actual_text);
-    free(wanted_text);
-    json_decref(expected);
-}
-
 Test(providers_bedrock, converse_body_url_and_a_signature_that_verifies)
 {
     request_t *request = harness_request(
@@ -262,7 +249,7 @@ Test(providers_bedrock, converse_body_url_and_a_signature_that_verifies)
     cr_assert_str_eq(call.url, "https://bedrock-runtime.us-west-2.amazonaws.com/model/"
                                "anthropic.claude-3-haiku-20240307-v1%3A0/converse");
     json_t *sent = json_loadb(call.body, call.body_length, 0, NULL);
-    assert_json_eq(sent,
+    harness_assert_json_eq(sent,
                    "{\"messages\":[{\"role\":\"user\",\"content\":[{\"text\":\"Look\"},{\"image\":{\"format\":\"png\","
                    "\"source\":{\"bytes\":\"iVBO\"}}}]},"
                    "{\"role\":\"assistant\",\"content\":[{\"toolUse\":{\"toolUseId\":\"t1\",\"name\":\"f\",\"input\":{\"a\":1}}}]},"
@@ -333,7 +320,7 @@ Test(providers_bedrock, complete_answer_and_errors)
     json_t *completion = json_loads(out.data, 0, NULL);
     json_object_del(completion, "created");
     json_object_del(completion, "id");
-    assert_json_eq(completion,
+    harness_assert_json_eq(completion,
                    "{\"object\":\"chat.completion\",\"model\":\"x\",\"choices\":[{\"index\":0,\"message\":{\"role\":"
                    "\"assistant\",\"content\":\"Sure.\",\"refusal\":null,\"tool_calls\":[{\"id\":\"tooluse_1\",\"type\":"
                    "\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\":1}\"}}]},\"logprobs\":null,"
