@@ -86,6 +86,22 @@ static inline json_t *harness_built_body(const provider_adapter_t *adapter, prov
     return sent;
 }
 
+/* A complete 2xx body translated by adapter (must succeed), parsed, without
+ * the "created" time. */
+static inline json_t *harness_translated(const provider_adapter_t *adapter, request_t *request, const char *reply)
+{
+    buf_t out;
+    buf_init(&out);
+    bool is_unchanged = true;
+    cr_assert_eq(adapter->translate_response(request, reply, strlen(reply), &out, &is_unchanged), 0);
+    cr_assert(!is_unchanged);
+    json_t *completion = json_loads(out.data, 0, NULL);
+    cr_assert_not_null(completion, "translated answer is not JSON: %s", out.data);
+    json_object_del(completion, "created");
+    buf_free(&out);
+    return completion;
+}
+
 /* The value of header name in the call (case-insensitive), or NULL. */
 static inline const char *harness_call_header(const provider_call_t *call, const char *name)
 {

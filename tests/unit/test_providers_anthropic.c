@@ -196,14 +196,7 @@ Test(providers_anthropic, complete_answer_with_text_tools_and_cache_usage)
         "{\"type\":\"tool_use\",\"id\":\"toolu_9\",\"name\":\"get_weather\",\"input\":{\"city\":\"Paris\"}}],"
         "\"stop_reason\":\"tool_use\",\"stop_sequence\":null,\"usage\":{\"input_tokens\":10,"
         "\"cache_creation_input_tokens\":5,\"cache_read_input_tokens\":100,\"output_tokens\":20}}";
-    buf_t out;
-    buf_init(&out);
-    bool is_unchanged = true;
-    cr_assert_eq(provider_anthropic.translate_response(request, reply, strlen(reply), &out, &is_unchanged), 0);
-    cr_assert(!is_unchanged);
-    json_t *completion = json_loads(out.data, 0, NULL);
-    cr_assert_not_null(completion);
-    json_object_del(completion, "created");
+    json_t *completion = harness_translated(&provider_anthropic, request, reply);
     harness_assert_json_eq(completion,
                    "{\"id\":\"msg_01\",\"object\":\"chat.completion\",\"model\":\"claude\",\"choices\":[{\"index\":0,"
                    "\"message\":{\"role\":\"assistant\",\"content\":\"Let me check.\",\"refusal\":null,\"tool_calls\":["
@@ -214,7 +207,6 @@ Test(providers_anthropic, complete_answer_with_text_tools_and_cache_usage)
     cr_assert_eq(request->usage.prompt_tokens, 115);
     cr_assert_eq(request->usage.cached_tokens, 100);
     json_decref(completion);
-    buf_free(&out);
     harness_request_free(request);
 }
 
@@ -496,17 +488,12 @@ Test(providers_anthropic, response_format_becomes_a_forced_tool)
     const char *reply = "{\"id\":\"msg_j\",\"content\":[{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":"
                         "\"json_response\",\"input\":{\"name\":\"Paris\"}}],\"stop_reason\":\"tool_use\","
                         "\"usage\":{\"input_tokens\":5,\"output_tokens\":7}}";
-    buf_t out;
-    buf_init(&out);
-    bool is_unchanged = true;
-    cr_assert_eq(provider_anthropic.translate_response(request, reply, strlen(reply), &out, &is_unchanged), 0);
-    json_t *completion = json_loads(out.data, 0, NULL);
+    json_t *completion = harness_translated(&provider_anthropic, request, reply);
     const json_t *choice = json_array_get(json_object_get(completion, "choices"), 0);
     harness_assert_json_eq(json_object_get(choice, "message"),
                    "{\"role\":\"assistant\",\"content\":\"{\\\"name\\\":\\\"Paris\\\"}\",\"refusal\":null}");
     cr_assert_str_eq(json_string_value(json_object_get(choice, "finish_reason")), "stop");
     json_decref(completion);
-    buf_free(&out);
     json_decref(sent);
     harness_call_free(&call);
     harness_request_free(request);

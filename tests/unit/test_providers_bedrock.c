@@ -313,12 +313,7 @@ Test(providers_bedrock, complete_answer_and_errors)
         "{\"output\":{\"message\":{\"role\":\"assistant\",\"content\":[{\"text\":\"Sure.\"},{\"toolUse\":{\"toolUseId\":"
         "\"tooluse_1\",\"name\":\"f\",\"input\":{\"a\":1}}}]}},\"stopReason\":\"tool_use\",\"usage\":{\"inputTokens\":"
         "10,\"outputTokens\":5,\"totalTokens\":15,\"cacheReadInputTokens\":4}}";
-    buf_t out;
-    buf_init(&out);
-    bool is_unchanged;
-    cr_assert_eq(provider_bedrock.translate_response(request, reply, strlen(reply), &out, &is_unchanged), 0);
-    json_t *completion = json_loads(out.data, 0, NULL);
-    json_object_del(completion, "created");
+    json_t *completion = harness_translated(&provider_bedrock, request, reply);
     json_object_del(completion, "id");
     harness_assert_json_eq(completion,
                    "{\"object\":\"chat.completion\",\"model\":\"x\",\"choices\":[{\"index\":0,\"message\":{\"role\":"
@@ -328,7 +323,6 @@ Test(providers_bedrock, complete_answer_and_errors)
                    "\"total_tokens\":19,\"prompt_tokens_details\":{\"cached_tokens\":4},\"completion_tokens_details\":"
                    "{\"reasoning_tokens\":0}}}");
     json_decref(completion);
-    buf_free(&out);
     provider_error_t error = {0};
     const char *throttled = "{\"message\":\"Too many requests, please wait before trying again.\"}";
     provider_bedrock.translate_error(request, 429, throttled, strlen(throttled), &error);

@@ -178,12 +178,7 @@ Test(providers_gemini, complete_answer_with_function_call_and_thoughts)
         "\"thoughtSignature\":\"abc=\"}]},\"finishReason\":\"STOP\",\"index\":0}],"
         "\"usageMetadata\":{\"promptTokenCount\":29,\"candidatesTokenCount\":15,\"thoughtsTokenCount\":45,"
         "\"cachedContentTokenCount\":8,\"totalTokenCount\":89},\"responseId\":\"resp1\"}";
-    buf_t out;
-    buf_init(&out);
-    bool is_unchanged = true;
-    cr_assert_eq(provider_gemini.translate_response(request, reply, strlen(reply), &out, &is_unchanged), 0);
-    json_t *completion = json_loads(out.data, 0, NULL);
-    json_object_del(completion, "created");
+    json_t *completion = harness_translated(&provider_gemini, request, reply);
     harness_assert_json_eq(completion,
                    "{\"id\":\"resp1\",\"object\":\"chat.completion\",\"model\":\"g\",\"choices\":[{\"index\":0,"
                    "\"message\":{\"role\":\"assistant\",\"content\":\"Checking.\",\"refusal\":null,\"tool_calls\":["
@@ -192,7 +187,6 @@ Test(providers_gemini, complete_answer_with_function_call_and_thoughts)
                    "\"usage\":{\"prompt_tokens\":29,\"completion_tokens\":60,\"total_tokens\":89,"
                    "\"prompt_tokens_details\":{\"cached_tokens\":8},\"completion_tokens_details\":{\"reasoning_tokens\":45}}}");
     json_decref(completion);
-    buf_free(&out);
     harness_request_free(request);
 }
 
