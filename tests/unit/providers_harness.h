@@ -364,4 +364,15 @@ static inline char *harness_fixture(const char *name, size_t *length)
     return data;
 }
 
+/* Runs bytes through adapter at every cut (harness_run_every_cut) and
+ * summarises the one output they all give. */
+static inline void harness_summarise_every_cut(request_t *request, const provider_adapter_t *adapter,
+                                               const char *bytes, size_t length, harness_summary_t *summary)
+{
+    harness_stream_t run;
+    char *output = harness_run_every_cut(request, adapter, bytes, length, &run);
+    harness_summarise(output, summary);
+    free(output);
+}
+
 #endif
