@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "sluice/sse.h"
+#include "sluice/translate.h"
 
 /* ---- the request --------------------------------------------------------------- */
 
@@ -209,18 +210,12 @@ static int convert_assistant(translation_t *t, const json_t *content, size_t ind
         } else if (strcmp(type, "tool_use") == 0) {
             const char *id = json_string_value(json_object_get(block, "id"));
             const char *name = json_string_value(json_object_get(block, "name"));
-            const json_t *input = json_object_get(block, "input");
-            char *arguments = json_dumps(input ? input : json_object(), JSON_COMPACT | JSON_ENCODE_ANY);
             if (id == NULL || name == NULL) {
                 snprintf(param, sizeof param, "messages[%zu].content[%zu]", index, i);
                 rc = refuse(t, param, "tool_use needs an id and a name");
             } else {
-                rc = arguments ? append_new(calls, json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", id, "type",
-                                                             "function", "function", "name", name, "arguments",
-                                                             arguments))
-                               : -1;
+                rc = append_new(calls, translate_tool_call(id, name, json_object_get(block, "input")));
             }
-            free(arguments);
         } /* thinking and redacted_thinking blocks do not travel to other providers */
     }
     json_t *message = rc == 0 ? json_pack("{s:s, s:o}", "role", "assistant", "content",

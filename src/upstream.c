@@ -61,6 +61,7 @@ typedef struct upstream_transfer {
     bool has_stream_error;
     bool has_stream_done;
     char *retry_after; /* request arena */
+    provider_reply_headers_t reply_headers;
     buf_t response;    /* complete body (non-stream or error) */
     buf_t out;         /* translated stream bytes from one read */
     sse_parser_t sse;
@@ -209,6 +210,17 @@ static void flush_stream(upstream_transfer_t *transfer)
     }
 }
 
+/* A header line's value without the name, spaces and line end (request arena). */
+static char *header_value(request_t *request, const char *line, size_t length, size_t name_length)
+{
+    size_t start = name_length, end = length;
+    while (start < end && line[start] == ' ')
+        start++;
+    while (end > start && (line[end - 1] == '\r' || line[end - 1] == '\n' || line[end - 1] == ' '))
+        end--;
+    return arena_strndup(&request->arena, line + start, end - start);
+}
+
 static size_t on_header(char *line, size_t size, size_t count, void *argument)
 {
     upstream_transfer_t *transfer = argument;
@@ -219,12 +231,9 @@ static size_t on_header(char *line, size_t size, size_t count, void *argument)
             value++;
         transfer->is_event_stream = strncasecmp(value, "text/event-stream", 17) == 0;
     } else if (length > 12 && strncasecmp(line, "retry-after:", 12) == 0) {
-        size_t start = 12, end = length;
-        while (start < end && line[start] == ' ')
-            start++;
-        while (end > start && (line[end - 1] == '\r' || line[end - 1] == '\n' || line[end - 1] == ' '))
-            end--;
-        transfer->retry_after = arena_strndup(&transfer->request->arena, line + start, end - start);
+        transfer->retry_after = header_value(transfer->request, line, length, 12);
+    } else if (length > 17 && strncasecmp(line, "x-amzn-errortype:", 17) == 0) {
+        transfer->reply_headers.error_type = header_value(transfer->request, line, length, 17);
     }
     return length;
 }
@@ -323,7 +332,7 @@ static void describe_failure(upstream_transfer_t *transfer, CURLcode result, fai
                                                  curl_easy_strerror(result)),
                                    NULL};
     } else {
-        provider_error_t mapped = {0};
+        provider_error_t mapped = {.reply_headers = &transfer->reply_headers};
         transfer->adapter->translate_error(request, transfer->status, transfer->response.data,
                                            transfer->response.length, &mapped);
         *error = (request_error_t){mapped.status, mapped.type, mapped.code, mapped.param, mapped.message,

@@ -139,16 +139,19 @@ int mock_text_split(const char *text, int pieces, size_t *ends)
     return count;
 }
 
-/* The last run of letters/digits in text ("Paris" in "weather in Paris?"), as a heap string. */
+/* The last run of letters/digits in text ("Paris" in "weather in Paris?"), as a heap string.
+ * The " @mock ..." directives are not part of the question, so the text ends where they start. */
 static char *last_word(const char *text)
 {
     if (text == NULL)
         return strdup("mock");
+    const char *directives = strstr(text, " @mock");
+    const char *text_end = directives ? directives : text + strlen(text);
     const char *start = NULL;
     const char *end = NULL;
     const char *run = NULL;
     for (const char *cursor = text;; cursor++) {
-        unsigned char c = (unsigned char)*cursor;
+        unsigned char c = cursor == text_end ? '\0' : (unsigned char)*cursor;
         bool is_word = c >= 0x80 || (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
         if (is_word && run == NULL)
             run = cursor;

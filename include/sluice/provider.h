@@ -24,7 +24,14 @@ typedef struct provider_call {
     size_t body_length;
 } provider_call_t;
 
+/* Reply headers an adapter may need to map an error, captured by the
+ * upstream transfer. Owner: the transfer; strings in the request arena. */
+typedef struct provider_reply_headers {
+    const char *error_type; /* x-amzn-errortype (Bedrock's error kind), NULL when absent */
+} provider_reply_headers_t;
+
 typedef struct provider_error {
+    const provider_reply_headers_t *reply_headers; /* in: set by the caller, may be NULL */
     int status;
     const char *type;    /* request arena or static */
     const char *code;    /* may be NULL */

@@ -23,180 +23,77 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "sluice/log.h"
 #include "sluice/openai_chunk.h"
 #include "sluice/provider.h"
 #include "sluice/provider_util.h"
+#include "sluice/translate.h"
+
+/* The tool that carries a JSON answer when json_schema gives no name. */
+#define ANTHROPIC_JSON_TOOL "json_response"
 
 /* ---- the request ---------------------------------------------------------- */
 
-typedef struct messages_builder {
-    request_t *request;
-    json_t *messages;
-    json_t *system; /* text blocks */
-    char error[256];
-    char param[64];
-} messages_builder_t;
-
-static int builder_fail(messages_builder_t *builder, const char *param, const char *message)
-{
-    snprintf(builder->error, sizeof builder->error, "%s", message);
-    snprintf(builder->param, sizeof builder->param, "%s", param ? param : "");
-    return -1;
-}
-
-static int append_new(json_t *array, json_t *item)
-{
-    return item != NULL && json_array_append_new(array, item) == 0 ? 0 : -1;
-}
-
 static int append_text_block(json_t *blocks, const char *text, size_t length)
 {
-    if (length == 0)
-        return 0; /* Anthropic rejects empty text blocks */
-    return append_new(blocks, json_pack("{s:s, s:s%}", "type", "text", "text", text, length));
+    return translate_append_new(blocks, json_pack("{s:s, s:s%}", "type", "text", "text", text, length));
 }
 
-static int append_image_block(messages_builder_t *builder, json_t *blocks, const char *url)
+static int append_image_block(translate_messages_t *messages, json_t *blocks, const char *url)
 {
     const char *mime, *data;
+    request_t *request = messages->context;
     if (url != NULL && strncmp(url, "data:", 5) == 0) {
-        if (provider_parse_data_url(builder->request, url, &mime, &data) != 0)
-            return builder_fail(builder, "messages", "image data: URLs must be base64 (data:image/png;base64,...)");
-        return append_new(blocks, json_pack("{s:s, s:{s:s, s:s, s:s}}", "type", "image", "source", "type", "base64",
-                                            "media_type", mime, "data", data));
+        if (provider_parse_data_url(request, url, &mime, &data) != 0)
+            return translate_fail(messages, "messages", "image data: URLs must be base64 (data:image/png;base64,...)");
+        return translate_append_new(blocks, json_pack("{s:s, s:{s:s, s:s, s:s}}", "type", "image", "source", "type",
+                                                      "base64", "media_type", mime, "data", data));
     }
     if (url != NULL && (strncmp(url, "https://", 8) == 0 || strncmp(url, "http://", 7) == 0))
-        return append_new(blocks, json_pack("{s:s, s:{s:s, s:s}}", "type", "image", "source", "type", "url", "url", url));
-    return builder_fail(builder, "messages", "image_url must be a data: URL or an http(s) URL");
+        return translate_append_new(
+            blocks, json_pack("{s:s, s:{s:s, s:s}}", "type", "image", "source", "type", "url", "url", url));
+    return translate_fail(messages, "messages", "image_url must be a data: URL or an http(s) URL");
 }
 
-/* An OpenAI content value (string, parts or null) → content blocks. */
-static int append_content(messages_builder_t *builder, json_t *blocks, const json_t *content, bool allow_images)
+static int append_tool_use(translate_messages_t *messages, json_t *blocks, const char *id, const char *name,
+                           json_t *input)
 {
-    if (content == NULL || json_is_null(content))
-        return 0;
-    if (json_is_string(content))
-        return append_text_block(blocks, json_string_value(content), json_string_length(content));
-    if (!json_is_array(content))
-        return builder_fail(builder, "messages", "message content must be a string or an array of parts");
-    size_t i;
-    const json_t *part;
-    json_array_foreach(content, i, part) {
-        const char *type = json_string_value(json_object_get(part, "type"));
-        const json_t *text = json_object_get(part, "text");
-        int rc;
-        if (type != NULL && strcmp(type, "text") == 0 && json_is_string(text)) {
-            rc = append_text_block(blocks, json_string_value(text), json_string_length(text));
-        } else if (type != NULL && strcmp(type, "image_url") == 0 && allow_images) {
-            rc = append_image_block(builder, blocks, provider_image_url(part));
-        } else {
-            char message[160];
-            snprintf(message, sizeof message, "content part type '%s' is not supported by anthropic here",
-                     type ? type : "(none)");
-            rc = builder_fail(builder, "messages", message);
-        }
-        if (rc != 0)
-            return -1;
-    }
-    return 0;
+    (void)messages;
+    return translate_append_new(blocks, json_pack("{s:s, s:s, s:s, s:o}", "type", "tool_use", "id", id, "name", name,
+                                                  "input", input));
 }
 
-static int append_tool_uses(messages_builder_t *builder, json_t *blocks, const json_t *tool_calls)
-{
-    size_t i;
-    const json_t *call;
-    json_array_foreach(tool_calls, i, call) {
-        const json_t *function = json_object_get(call, "function");
-        const char *id = json_string_value(json_object_get(call, "id"));
-        const char *name = json_string_value(json_object_get(function, "name"));
-        const char *arguments = json_string_value(json_object_get(function, "arguments"));
-        if (id == NULL || name == NULL)
-            return builder_fail(builder, "messages", "assistant tool_calls need an id and a function name");
-        json_t *input = arguments && arguments[0] ? json_loads(arguments, 0, NULL) : json_object();
-        if (!json_is_object(input)) {
-            json_decref(input);
-            return builder_fail(builder, "messages", "tool call arguments must be a JSON object");
-        }
-        if (append_new(blocks, json_pack("{s:s, s:s, s:s, s:o}", "type", "tool_use", "id", id, "name", name, "input",
-                                         input)) != 0)
-            return -1;
-    }
-    return 0;
-}
-
-static int append_tool_result(messages_builder_t *builder, json_t *blocks, const json_t *message)
+static int append_tool_result(translate_messages_t *messages, json_t *blocks, const json_t *message)
 {
     const char *id = json_string_value(json_object_get(message, "tool_call_id"));
     if (id == NULL)
-        return builder_fail(builder, "messages", "tool messages need a tool_call_id");
+        return translate_fail(messages, "messages", "tool messages need a tool_call_id");
     const json_t *content = json_object_get(message, "content");
     json_t *result;
     if (json_is_string(content)) {
         result = json_pack("{s:s, s:s, s:O}", "type", "tool_result", "tool_use_id", id, "content", content);
     } else {
         json_t *parts = json_array();
-        if (parts == NULL || append_content(builder, parts, content, false) != 0) {
+        if (parts == NULL || translate_content(messages, parts, content, false) != 0) {
             json_decref(parts);
             return -1;
         }
         result = json_pack("{s:s, s:s, s:o}", "type", "tool_result", "tool_use_id", id, "content", parts);
     }
-    return append_new(blocks, result);
+    return translate_append_new(blocks, result);
 }
 
-/* Adds a turn, merged into the previous one when the role repeats; empty turns are dropped. */
-static int append_turn(messages_builder_t *builder, const char *role, json_t *blocks)
-{
-    size_t count = json_array_size(builder->messages);
-    json_t *last = count ? json_array_get(builder->messages, count - 1) : NULL;
-    if (json_array_size(blocks) == 0) {
-        json_decref(blocks);
-        return 0;
-    }
-    if (last != NULL && strcmp(json_string_value(json_object_get(last, "role")), role) == 0) {
-        int rc = json_array_extend(json_object_get(last, "content"), blocks);
-        json_decref(blocks);
-        return rc;
-    }
-    return append_new(builder->messages, json_pack("{s:s, s:o}", "role", role, "content", blocks));
-}
+/* Anthropic's content blocks; turns merge because the API wants the roles to
+ * alternate and one turn's tool results in one user message. */
+static const translate_part_writer_t block_writer = {
+    .append_text = append_text_block,
+    .append_image = append_image_block,
+    .append_tool_call = append_tool_use,
+    .append_tool_result = append_tool_result,
+};
 
-static int convert_message(messages_builder_t *builder, const json_t *message)
-{
-    const char *role = json_string_value(json_object_get(message, "role"));
-    const json_t *content = json_object_get(message, "content");
-    if (role == NULL)
-        return builder_fail(builder, "messages", "every message needs a role");
-    if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0)
-        return append_content(builder, builder->system, content, false);
-    json_t *blocks = json_array();
-    if (blocks == NULL)
-        return -1;
-    int rc;
-    const char *target = "user";
-    if (strcmp(role, "user") == 0) {
-        rc = append_content(builder, blocks, content, true);
-    } else if (strcmp(role, "assistant") == 0) {
-        target = "assistant";
-        rc = append_content(builder, blocks, content, false);
-        if (rc == 0 && json_is_array(json_object_get(message, "tool_calls")))
-            rc = append_tool_uses(builder, blocks, json_object_get(message, "tool_calls"));
-    } else if (strcmp(role, "tool") == 0) {
-        rc = append_tool_result(builder, blocks, message);
-    } else {
-        rc = builder_fail(builder, "messages", "anthropic supports the roles system, developer, user, assistant and tool");
-    }
-    if (rc != 0) {
-        json_decref(blocks);
-        return -1;
-    }
-    return append_turn(builder, target, blocks);
-}
-
-static int set_tools(messages_builder_t *builder, const json_t *body, json_t *out)
+static int set_tools(translate_messages_t *builder, const json_t *body, json_t *out)
 {
     const json_t *tools = json_object_get(body, "tools");
     const json_t *choice = json_object_get(body, "tool_choice");
@@ -211,7 +108,7 @@ static int set_tools(messages_builder_t *builder, const json_t *body, json_t *ou
             const json_t *function = json_object_get(tool, "function");
             const char *name = json_string_value(json_object_get(function, "name"));
             if (name == NULL)
-                return builder_fail(builder, "tools", "anthropic supports function tools only; each needs a name");
+                return translate_fail(builder, "tools", "anthropic supports function tools only; each needs a name");
             const json_t *parameters = json_object_get(function, "parameters");
             json_t *schema = json_is_object(parameters) ? json_deep_copy(parameters)
                                                         : json_pack("{s:s, s:{}}", "type", "object", "properties");
@@ -222,7 +119,7 @@ static int set_tools(messages_builder_t *builder, const json_t *body, json_t *ou
                 json_decref(spec);
                 return -1;
             }
-            if (append_new(list, spec) != 0)
+            if (translate_append_new(list, spec) != 0)
                 return -1;
         }
     }
@@ -233,12 +130,12 @@ static int set_tools(messages_builder_t *builder, const json_t *body, json_t *ou
         const char *value = json_string_value(choice);
         const char *type = strcmp(value, "required") == 0 ? "any" : strcmp(value, "none") == 0 ? "none" : "auto";
         if (strcmp(value, "required") != 0 && strcmp(value, "none") != 0 && strcmp(value, "auto") != 0)
-            return builder_fail(builder, "tool_choice", "tool_choice must be none, auto, required or a function");
+            return translate_fail(builder, "tool_choice", "tool_choice must be none, auto, required or a function");
         mapped = json_pack("{s:s}", "type", type);
     } else if (json_is_object(choice)) {
         const char *name = json_string_value(json_object_get(json_object_get(choice, "function"), "name"));
         if (name == NULL)
-            return builder_fail(builder, "tool_choice", "tool_choice must name a function");
+            return translate_fail(builder, "tool_choice", "tool_choice must name a function");
         mapped = json_pack("{s:s, s:s}", "type", "tool", "name", name);
     } else if (json_is_false(parallel)) {
         mapped = json_pack("{s:s}", "type", "auto");
@@ -250,12 +147,48 @@ static int set_tools(messages_builder_t *builder, const json_t *body, json_t *ou
     return json_object_set_new(out, "tool_choice", mapped);
 }
 
-static int set_sampling(const messages_builder_t *builder, const json_t *body, json_t *out)
+/* True when the client asked for a JSON answer (response_format json_object
+ * or json_schema), which is requested from Anthropic as a forced tool call. */
+static bool wants_json_answer(const json_t *body)
 {
-    const provider_config_t *provider = builder->request->provider;
+    const char *type = json_string_value(json_object_get(json_object_get(body, "response_format"), "type"));
+    return type != NULL && (strcmp(type, "json_object") == 0 || strcmp(type, "json_schema") == 0);
+}
+
+/* response_format → one tool whose input_schema is the wanted schema, forced
+ * with tool_choice; the answer's tool input is then the JSON the client gets
+ * as content. This works on every Claude model and API version (the newer
+ * output_format needs a beta header and recent models). Client tools cannot
+ * be offered alongside: forcing the format tool would forbid calling them. */
+static int set_response_format(translate_messages_t *builder, const json_t *body, json_t *out)
+{
+    if (!wants_json_answer(body))
+        return 0;
+    if (json_array_size(json_object_get(body, "tools")) > 0)
+        return translate_fail(builder, "response_format",
+                              "anthropic providers support response_format only without tools");
+    const json_t *format = json_object_get(body, "response_format");
+    const json_t *json_schema = json_object_get(format, "json_schema");
+    const json_t *schema = json_object_get(json_schema, "schema");
+    const char *name = json_string_value(json_object_get(json_schema, "name"));
+    const char *description = json_string_value(json_object_get(json_schema, "description"));
+    if (name == NULL || name[0] == '\0')
+        name = ANTHROPIC_JSON_TOOL;
+    json_t *tool = json_pack("{s:s, s:s, s:o}", "name", name, "description",
+                             description ? description : "Give the answer as this tool's input: a JSON object.",
+                             "input_schema", json_is_object(schema) ? json_deep_copy(schema)
+                                                                    : json_pack("{s:s}", "type", "object"));
+    if (tool == NULL || json_object_set_new(out, "tools", json_pack("[o]", tool)) != 0)
+        return -1;
+    return json_object_set_new(out, "tool_choice", json_pack("{s:s, s:s}", "type", "tool", "name", name));
+}
+
+static int set_sampling(const request_t *request, const json_t *body, json_t *out)
+{
     long max_tokens = provider_max_tokens(body);
-    int rc = json_object_set_new(out, "max_tokens", json_integer(max_tokens > 0 ? max_tokens
-                                                                                : provider->default_max_tokens));
+    if (max_tokens <= 0)
+        max_tokens = request->provider->default_max_tokens;
+    int rc = json_object_set_new(out, "max_tokens", json_integer(max_tokens));
     const json_t *temperature = json_object_get(body, "temperature");
     if (json_is_number(temperature)) /* OpenAI's range is 0–2, Anthropic's 0–1 */
         rc |= json_object_set_new(out, "temperature", json_real(json_number_value(temperature) > 1.0
@@ -269,53 +202,39 @@ static int set_sampling(const messages_builder_t *builder, const json_t *body, j
     const json_t *user = json_object_get(body, "user");
     if (json_is_string(user))
         rc |= json_object_set_new(out, "metadata", json_pack("{s:O}", "user_id", user));
-    if (builder->request->is_stream)
+    if (request->is_stream)
         rc |= json_object_set_new(out, "stream", json_true());
     return rc == 0 ? 0 : -1;
 }
 
 /* The Messages body for the OpenAI chat body; NULL with builder->error set on
  * a client error, NULL with it empty when out of memory. */
-static json_t *messages_body(messages_builder_t *builder)
+static json_t *messages_body(translate_messages_t *builder, request_t *request)
 {
-    const json_t *body = builder->request->body;
+    const json_t *body = request->body;
     const json_t *messages = json_object_get(body, "messages");
     const json_t *n = json_object_get(body, "n");
     if (json_is_integer(n) && json_integer_value(n) > 1) {
-        builder_fail(builder, "n", "anthropic returns one choice: n must be 1");
+        translate_fail(builder, "n", "anthropic returns one choice: n must be 1");
         return NULL;
     }
-    if (!json_is_array(messages)) {
-        builder_fail(builder, "messages", "messages must be an array");
-        return NULL;
-    }
-    builder->messages = json_array();
-    builder->system = json_array();
     json_t *out = json_object();
-    if (builder->messages == NULL || builder->system == NULL || out == NULL ||
-        json_object_set_new(out, "model", json_string(builder->request->upstream_model)) != 0)
+    if (out == NULL || json_object_set_new(out, "model", json_string(request->upstream_model)) != 0 ||
+        translate_messages_convert(builder, messages) != 0)
         goto fail;
-    size_t i;
-    const json_t *message;
-    json_array_foreach(messages, i, message) {
-        if (convert_message(builder, message) != 0)
-            goto fail;
-    }
-    if (json_array_size(builder->messages) == 0) {
-        builder_fail(builder, "messages", "anthropic needs at least one user or assistant message with content");
+    if (json_array_size(builder->turns) == 0) {
+        translate_fail(builder, "messages", "anthropic needs at least one user or assistant message with content");
         goto fail;
     }
     if (json_array_size(builder->system) > 0 && json_object_set(out, "system", builder->system) != 0)
         goto fail;
-    if (json_object_set(out, "messages", builder->messages) != 0 || set_sampling(builder, body, out) != 0 ||
-        set_tools(builder, body, out) != 0)
+    if (json_object_set(out, "messages", builder->turns) != 0 || set_sampling(request, body, out) != 0 ||
+        set_tools(builder, body, out) != 0 || set_response_format(builder, body, out) != 0)
         goto fail;
-    json_decref(builder->messages);
-    json_decref(builder->system);
+    translate_messages_release(builder);
     return out;
 fail:
-    json_decref(builder->messages);
-    json_decref(builder->system);
+    translate_messages_release(builder);
     json_decref(out);
     return NULL;
 }
@@ -328,8 +247,12 @@ static int anthropic_build_call(request_t *request, provider_call_t *call)
                             "provider %s (anthropic) offers chat completions only", provider->name);
         return PROVIDER_CALL_REJECTED;
     }
-    messages_builder_t builder = {.request = request};
-    json_t *body = messages_body(&builder);
+    translate_messages_t builder = {.provider = "anthropic",
+                                    .assistant_role = "assistant",
+                                    .parts_key = "content",
+                                    .writer = &block_writer,
+                                    .context = request};
+    json_t *body = messages_body(&builder, request);
     if (body == NULL && builder.error[0] != '\0') {
         request_reply_error(request, 400, "invalid_request_error", NULL, builder.param[0] ? builder.param : NULL,
                             "%s", builder.error);
@@ -366,6 +289,15 @@ static const char *finish_reason(const char *stop_reason, bool has_tool_calls)
     if (strcmp(stop_reason, "refusal") == 0)
         return "content_filter";
     return "stop"; /* end_turn, stop_sequence, pause_turn and anything new */
+}
+
+/* With a JSON answer the forced tool call is the answer itself: the model
+ * stopped, it called no tool. */
+static const char *answer_finish_reason(const request_t *request, const char *stop_reason, bool has_tool_calls)
+{
+    if (!wants_json_answer(request->body))
+        return finish_reason(stop_reason, has_tool_calls);
+    return stop_reason && strcmp(stop_reason, "tool_use") == 0 ? "stop" : finish_reason(stop_reason, false);
 }
 
 /* Reads a usage object; members absent from it keep their value (message_delta
@@ -407,55 +339,37 @@ static json_t *chat_completion(request_t *request, const json_t *reply)
             const json_t *piece = json_object_get(block, "text");
             if (json_is_string(piece))
                 rc = buf_append(&text, json_string_value(piece), json_string_length(piece));
+        } else if (strcmp(type, "tool_use") == 0 && wants_json_answer(request->body)) {
+            char *answer = json_dumps(json_object_get(block, "input"), JSON_COMPACT | JSON_ENCODE_ANY);
+            rc = answer ? buf_append_str(&text, answer) : -1;
+            free(answer);
         } else if (strcmp(type, "tool_use") == 0) {
-            char *arguments = json_dumps(json_object_get(block, "input"), JSON_COMPACT | JSON_ENCODE_ANY);
-            rc = append_new(tool_calls, json_pack("{s:s?, s:s, s:{s:s?, s:s}}", "id",
-                                                  json_string_value(json_object_get(block, "id")), "type", "function",
-                                                  "function", "name", json_string_value(json_object_get(block, "name")),
-                                                  "arguments", arguments ? arguments : "{}"));
-            free(arguments);
+            rc = translate_append_new(tool_calls, translate_tool_call(json_string_value(json_object_get(block, "id")),
+                                                                      json_string_value(json_object_get(block, "name")),
+                                                                      json_object_get(block, "input")));
         } /* thinking and redacted_thinking blocks have no place in a chat completion */
     }
     long input = 0, cache_read = 0, cache_write = 0;
     read_usage(json_object_get(reply, "usage"), &request->usage, &input, &cache_read, &cache_write);
     bool has_tools = json_array_size(tool_calls) > 0;
-    json_t *message = rc == 0 ? json_pack("{s:s, s:o, s:n}", "role", "assistant", "content",
-                                          text.length || !has_tools ? json_stringn(text.data ? text.data : "", text.length)
-                                                                    : json_null(),
-                                          "refusal")
-                              : NULL;
+    json_t *message = translate_assistant_message(&text, tool_calls);
     buf_free(&text);
-    if (message != NULL && has_tools)
-        json_object_set(message, "tool_calls", tool_calls);
-    json_decref(tool_calls);
-    const char *reason = finish_reason(json_string_value(json_object_get(reply, "stop_reason")), has_tools);
-    const char *id = json_string_value(json_object_get(reply, "id"));
-    json_t *completion = message ? json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o, s:n, s:s}]}", "id",
-                                             id ? id : request->id, "object", "chat.completion", "created",
-                                             (json_int_t)time(NULL), "model", provider_reply_model(request),
-                                             "choices", "index", 0, "message", message, "logprobs", "finish_reason",
-                                             reason)
-                                 : NULL;
-    if (completion != NULL && request->usage.is_known &&
-        json_object_set_new(completion, "usage", provider_usage_json(&request->usage)) != 0) {
-        json_decref(completion);
-        return NULL;
+    if (rc != 0) {
+        json_decref(message);
+        message = NULL;
     }
-    return completion;
+    const char *stop_reason = json_string_value(json_object_get(reply, "stop_reason"));
+    const char *reason = answer_finish_reason(request, stop_reason, has_tools);
+    const char *id = json_string_value(json_object_get(reply, "id"));
+    json_t *choice = message ? translate_choice(0, message, reason) : NULL;
+    return choice ? translate_chat_completion(request, id ? id : request->id, json_pack("[o]", choice)) : NULL;
 }
 
 static int anthropic_translate_response(request_t *request, const char *body, size_t length, buf_t *out,
                                         bool *is_unchanged)
 {
     *is_unchanged = false;
-    json_t *reply = json_loadb(body, length, 0, NULL);
-    json_t *translated = json_is_object(reply) ? chat_completion(request, reply) : NULL;
-    json_decref(reply);
-    char *text = translated ? json_dumps(translated, JSON_COMPACT) : NULL;
-    json_decref(translated);
-    int rc = text && buf_append_str(out, text) == 0 ? 0 : -1;
-    free(text);
-    return rc;
+    return translate_reply(request, body, length, out, chat_completion);
 }
 
 /* Anthropic's error type → OpenAI's status and type. 529 overloaded becomes
@@ -517,6 +431,15 @@ typedef struct anthropic_stream {
 
 static int ok_or_failed(int rc) { return rc == 0 ? PROVIDER_EVENT_OK : PROVIDER_EVENT_FAILED; }
 
+/* Tool input goes out as the call's arguments, or as content when it is the JSON answer. */
+static int emit_tool_input(anthropic_stream_t *stream, request_t *request, int index, const char *piece, size_t length,
+                           buf_t *out)
+{
+    if (wants_json_answer(request->body))
+        return openai_chunk_text(&stream->writer, request, piece, length, out);
+    return openai_chunk_tool_arguments(&stream->writer, request, index, piece, length, out);
+}
+
 static int on_block_start(anthropic_stream_t *stream, request_t *request, const json_t *event, buf_t *out)
 {
     const json_t *block = json_object_get(event, "content_block");
@@ -536,14 +459,14 @@ static int on_block_start(anthropic_stream_t *stream, request_t *request, const 
     const char *name = json_string_value(json_object_get(block, "name"));
     if (index < 0 || id == NULL || name == NULL)
         return PROVIDER_EVENT_FAILED;
-    if (openai_chunk_tool_start(&stream->writer, request, index, id, name, out) != 0)
+    bool is_tool_call = !wants_json_answer(request->body);
+    if (is_tool_call && openai_chunk_tool_start(&stream->writer, request, index, id, name, out) != 0)
         return PROVIDER_EVENT_FAILED;
     /* input is normally {} and filled by input_json_delta; a non-empty one is the whole input */
     const json_t *input = json_object_get(block, "input");
     if (json_is_object(input) && json_object_size(input) > 0) {
         char *arguments = json_dumps(input, JSON_COMPACT);
-        int rc = arguments ? openai_chunk_tool_arguments(&stream->writer, request, index, arguments, strlen(arguments), out)
-                           : -1;
+        int rc = arguments ? emit_tool_input(stream, request, index, arguments, strlen(arguments), out) : -1;
         free(arguments);
         return ok_or_failed(rc);
     }
@@ -567,8 +490,8 @@ static int on_block_delta(anthropic_stream_t *stream, request_t *request, const 
         int index = provider_tool_map_get(&stream->tools, provider_integer_member(event, "index"));
         if (index < 0 || !json_is_string(piece))
             return PROVIDER_EVENT_FAILED; /* tool input for a block that never started as a tool */
-        return ok_or_failed(openai_chunk_tool_arguments(&stream->writer, request, index, json_string_value(piece),
-                                                        json_string_length(piece), out));
+        return ok_or_failed(
+            emit_tool_input(stream, request, index, json_string_value(piece), json_string_length(piece), out));
     }
     return PROVIDER_EVENT_OK; /* thinking_delta, signature_delta, citations_delta */
 }
@@ -582,7 +505,7 @@ static int end_stream(anthropic_stream_t *stream, request_t *request, buf_t *out
 {
     stream->is_over = true;
     const char *reason = stream->has_stop_reason ? stream->stop_reason
-                                                 : finish_reason(NULL, stream->tools.tool_count > 0);
+                                                 : answer_finish_reason(request, NULL, stream->tools.tool_count > 0);
     if (openai_chunk_finish(&stream->writer, request, reason, out) != 0 ||
         openai_chunk_end(&stream->writer, request, out) != 0)
         return PROVIDER_EVENT_FAILED;
@@ -628,7 +551,7 @@ static int anthropic_translate_event(request_t *request, void *state, const sse_
     } else if (strcmp(type, "message_delta") == 0) {
         const char *reason = json_string_value(json_object_get(json_object_get(data, "delta"), "stop_reason"));
         if (reason != NULL) {
-            stream->stop_reason = finish_reason(reason, stream->tools.tool_count > 0);
+            stream->stop_reason = answer_finish_reason(request, reason, stream->tools.tool_count > 0);
             stream->has_stop_reason = true;
         }
         note_usage(stream, request, json_object_get(data, "usage"));

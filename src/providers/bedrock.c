@@ -13,187 +13,95 @@
  * numbers content blocks (text included) while OpenAI numbers tool calls only,
  * so the stream state maps block index to tool number. */
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "sluice/eventstream.h"
 #include "sluice/log.h"
 #include "sluice/openai_chunk.h"
 #include "sluice/provider.h"
+#include "sluice/provider_util.h"
 #include "sluice/sigv4.h"
+#include "sluice/translate.h"
 
 enum { MAX_FRAME_BYTES = 16 << 20 };
 
 /* ---- the request ---------------------------------------------------------- */
 
+/* Owner: bedrock_build_call (on its stack). */
 typedef struct converse_builder {
     request_t *request;
-    json_t *messages;
-    json_t *system;
     bool has_tool_blocks; /* history holds toolUse/toolResult: toolConfig must be sent */
-    char error[256];
+    translate_messages_t messages;
 } converse_builder_t;
-
-static int builder_fail(converse_builder_t *builder, const char *message)
-{
-    snprintf(builder->error, sizeof builder->error, "%s", message);
-    return -1;
-}
 
 static int append_text_block(json_t *blocks, const char *text, size_t length)
 {
-    if (length == 0)
-        return 0; /* Bedrock rejects blank text blocks */
-    return json_array_append_new(blocks, json_pack("{s:s%}", "text", text, length));
+    return translate_append_new(blocks, json_pack("{s:s%}", "text", text, length));
 }
 
 /* data:image/png;base64,AAAA → {image:{format:"png", source:{bytes:"AAAA"}}} */
-static int append_image_block(converse_builder_t *builder, json_t *blocks, const char *url)
+static int append_image_block(translate_messages_t *messages, json_t *blocks, const char *url)
 {
     static const char prefix[] = "data:image/";
     if (url == NULL || strncmp(url, prefix, sizeof prefix - 1) != 0)
-        return builder_fail(builder, "bedrock accepts images only as data: URLs (data:image/...;base64,...)");
+        return translate_fail(messages, "messages",
+                              "bedrock accepts images only as data: URLs (data:image/...;base64,...)");
     const char *format = url + sizeof prefix - 1;
     const char *marker = strstr(format, ";base64,");
     if (marker == NULL || marker == format)
-        return builder_fail(builder, "bedrock accepts images only as base64 data: URLs");
+        return translate_fail(messages, "messages", "bedrock accepts images only as base64 data: URLs");
     char name[16];
     size_t length = (size_t)(marker - format);
     if (length >= sizeof name)
-        return builder_fail(builder, "unsupported image type for bedrock");
+        return translate_fail(messages, "messages", "unsupported image type for bedrock");
     memcpy(name, format, length);
     name[length] = '\0';
     if (strcmp(name, "jpg") == 0)
         strcpy(name, "jpeg");
     if (strcmp(name, "png") != 0 && strcmp(name, "jpeg") != 0 && strcmp(name, "gif") != 0 && strcmp(name, "webp") != 0)
-        return builder_fail(builder, "bedrock accepts png, jpeg, gif and webp images");
+        return translate_fail(messages, "messages", "bedrock accepts png, jpeg, gif and webp images");
     json_t *block = json_pack("{s:{s:s, s:{s:s}}}", "image", "format", name, "source", "bytes", marker + 8);
-    return json_array_append_new(blocks, block);
+    return translate_append_new(blocks, block);
 }
 
-/* An OpenAI content value (string, parts or null) → content blocks. */
-static int append_content(converse_builder_t *builder, json_t *blocks, const json_t *content, bool allow_images)
+static int append_tool_use(translate_messages_t *messages, json_t *blocks, const char *id, const char *name,
+                           json_t *input)
 {
-    if (content == NULL || json_is_null(content))
-        return 0;
-    if (json_is_string(content))
-        return append_text_block(blocks, json_string_value(content), json_string_length(content));
-    if (!json_is_array(content))
-        return builder_fail(builder, "message content must be a string or an array of parts");
-    size_t i;
-    const json_t *part;
-    json_array_foreach(content, i, part) {
-        const char *type = json_string_value(json_object_get(part, "type"));
-        const json_t *text = json_object_get(part, "text");
-        int rc;
-        if (type != NULL && strcmp(type, "text") == 0 && json_is_string(text)) {
-            rc = append_text_block(blocks, json_string_value(text), json_string_length(text));
-        } else if (type != NULL && strcmp(type, "image_url") == 0 && allow_images) {
-            const json_t *image = json_object_get(part, "image_url");
-            const char *url = json_is_string(image) ? json_string_value(image)
-                                                    : json_string_value(json_object_get(image, "url"));
-            rc = append_image_block(builder, blocks, url);
-        } else {
-            char message[128];
-            snprintf(message, sizeof message, "content part type '%s' is not supported by bedrock here",
-                     type ? type : "(none)");
-            rc = builder_fail(builder, message);
-        }
-        if (rc != 0)
-            return -1;
-    }
-    return 0;
+    converse_builder_t *builder = messages->context;
+    builder->has_tool_blocks = true;
+    return translate_append_new(blocks, json_pack("{s:{s:s, s:s, s:o}}", "toolUse", "toolUseId", id, "name", name,
+                                                  "input", input));
 }
 
-static int append_tool_uses(converse_builder_t *builder, json_t *blocks, const json_t *tool_calls)
+static int append_tool_result(translate_messages_t *messages, json_t *blocks, const json_t *message)
 {
-    size_t i;
-    const json_t *call;
-    json_array_foreach(tool_calls, i, call) {
-        const json_t *function = json_object_get(call, "function");
-        const char *id = json_string_value(json_object_get(call, "id"));
-        const char *name = json_string_value(json_object_get(function, "name"));
-        const char *arguments = json_string_value(json_object_get(function, "arguments"));
-        if (id == NULL || name == NULL)
-            return builder_fail(builder, "assistant tool_calls need an id and a function name");
-        json_t *input = arguments && arguments[0] ? json_loads(arguments, JSON_DECODE_ANY, NULL) : json_object();
-        if (input == NULL)
-            return builder_fail(builder, "tool call arguments are not valid JSON");
-        if (json_array_append_new(blocks, json_pack("{s:{s:s, s:s, s:o}}", "toolUse", "toolUseId", id, "name", name,
-                                                     "input", input)) != 0)
-            return -1;
-        builder->has_tool_blocks = true;
-    }
-    return 0;
-}
-
-static int append_tool_result(converse_builder_t *builder, json_t *blocks, const json_t *message)
-{
+    converse_builder_t *builder = messages->context;
     const char *id = json_string_value(json_object_get(message, "tool_call_id"));
     if (id == NULL)
-        return builder_fail(builder, "tool messages need a tool_call_id");
+        return translate_fail(messages, "messages", "tool messages need a tool_call_id");
     json_t *content = json_array();
-    if (content == NULL || append_content(builder, content, json_object_get(message, "content"), false) != 0) {
+    if (content == NULL || translate_content(messages, content, json_object_get(message, "content"), false) != 0) {
         json_decref(content);
         return -1;
     }
     if (json_array_size(content) == 0) /* an empty result still needs one non-blank block */
         json_array_append_new(content, json_pack("{s:s}", "text", "(empty)"));
     builder->has_tool_blocks = true;
-    return json_array_append_new(blocks, json_pack("{s:{s:s, s:o, s:s}}", "toolResult", "toolUseId", id, "content",
-                                                   content, "status", "success"));
+    return translate_append_new(blocks, json_pack("{s:{s:s, s:o, s:s}}", "toolResult", "toolUseId", id, "content",
+                                                  content, "status", "success"));
 }
 
-/* Adds a turn, merged into the previous one when the role repeats. */
-static int append_turn(converse_builder_t *builder, const char *role, json_t *blocks)
-{
-    size_t count = json_array_size(builder->messages);
-    json_t *last = count ? json_array_get(builder->messages, count - 1) : NULL;
-    if (json_array_size(blocks) == 0) {
-        json_decref(blocks);
-        return 0;
-    }
-    if (last != NULL && strcmp(json_string_value(json_object_get(last, "role")), role) == 0) {
-        int rc = json_array_extend(json_object_get(last, "content"), blocks);
-        json_decref(blocks);
-        return rc;
-    }
-    return json_array_append_new(builder->messages, json_pack("{s:s, s:o}", "role", role, "content", blocks));
-}
-
-static int convert_message(converse_builder_t *builder, const json_t *message)
-{
-    const char *role = json_string_value(json_object_get(message, "role"));
-    const json_t *content = json_object_get(message, "content");
-    if (role == NULL)
-        return builder_fail(builder, "every message needs a role");
-    if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0)
-        return append_content(builder, builder->system, content, false);
-    json_t *blocks = json_array();
-    if (blocks == NULL)
-        return -1;
-    int rc;
-    const char *target = "user";
-    if (strcmp(role, "user") == 0) {
-        rc = append_content(builder, blocks, content, true);
-    } else if (strcmp(role, "assistant") == 0) {
-        target = "assistant";
-        rc = append_content(builder, blocks, content, false);
-        if (rc == 0 && json_is_array(json_object_get(message, "tool_calls")))
-            rc = append_tool_uses(builder, blocks, json_object_get(message, "tool_calls"));
-    } else if (strcmp(role, "tool") == 0) {
-        rc = append_tool_result(builder, blocks, message);
-    } else {
-        rc = builder_fail(builder, "bedrock supports the roles system, developer, user, assistant and tool");
-    }
-    if (rc != 0) {
-        json_decref(blocks);
-        return -1;
-    }
-    return append_turn(builder, target, blocks);
-}
+/* Converse content blocks; turns merge (tool results join the user turn) and
+ * empty ones are dropped, because Bedrock rejects both. */
+static const translate_part_writer_t block_writer = {
+    .append_text = append_text_block,
+    .append_image = append_image_block,
+    .append_tool_call = append_tool_use,
+    .append_tool_result = append_tool_result,
+};
 
 static json_t *inference_config(const json_t *body)
 {
@@ -207,11 +115,9 @@ static json_t *inference_config(const json_t *body)
         json_object_set(config, "temperature", json_object_get(body, "temperature"));
     if (json_is_number(json_object_get(body, "top_p")))
         json_object_set(config, "topP", json_object_get(body, "top_p"));
-    const json_t *stop = json_object_get(body, "stop");
-    if (json_is_string(stop))
-        json_object_set_new(config, "stopSequences", json_pack("[O]", stop));
-    else if (json_is_array(stop) && json_array_size(stop) > 0)
-        json_object_set(config, "stopSequences", (json_t *)stop);
+    json_t *stop = provider_stop_sequences(body);
+    if (stop != NULL)
+        json_object_set_new(config, "stopSequences", stop);
     return config;
 }
 
@@ -234,7 +140,7 @@ static int tool_config(converse_builder_t *builder, const json_t *body, json_t *
         const char *name = json_string_value(json_object_get(function, "name"));
         if (name == NULL) {
             json_decref(specs);
-            return builder_fail(builder, "bedrock supports function tools only; each needs a name");
+            return translate_fail(&builder->messages, "tools", "bedrock supports function tools only; each needs a name");
         }
         const json_t *parameters = json_object_get(function, "parameters");
         json_t *schema = json_is_object(parameters) ? json_incref((json_t *)parameters)
@@ -254,7 +160,7 @@ static int tool_config(converse_builder_t *builder, const json_t *body, json_t *
         const char *name = json_string_value(json_object_get(json_object_get(choice, "function"), "name"));
         if (name == NULL) {
             json_decref(config);
-            return builder_fail(builder, "tool_choice must name a function");
+            return translate_fail(&builder->messages, "tool_choice", "tool_choice must name a function");
         }
         json_object_set_new(config, "toolChoice", json_pack("{s:{s:s}}", "tool", "name", name));
     }
@@ -263,36 +169,23 @@ static int tool_config(converse_builder_t *builder, const json_t *body, json_t *
 }
 
 /* Builds the Converse body from the OpenAI chat body; on a client error sets
- * builder->error and returns -1 (builder->error empty: out of memory). */
+ * builder->messages.error and returns NULL (error empty: out of memory). */
 static json_t *converse_body(converse_builder_t *builder)
 {
     const json_t *body = builder->request->body;
     const json_t *messages = json_object_get(body, "messages");
     const json_t *n = json_object_get(body, "n");
     if (json_is_integer(n) && json_integer_value(n) > 1) {
-        builder_fail(builder, "bedrock returns one choice: n must be 1");
+        translate_fail(&builder->messages, "n", "bedrock returns one choice: n must be 1");
         return NULL;
     }
-    if (!json_is_array(messages)) {
-        builder_fail(builder, "messages must be an array");
+    translate_messages_t *turns = &builder->messages;
+    if (translate_messages_convert(turns, messages) != 0)
         return NULL;
-    }
-    builder->messages = json_array();
-    builder->system = json_array();
-    size_t i;
-    const json_t *message;
-    json_array_foreach(messages, i, message) {
-        if (convert_message(builder, message) != 0) {
-            json_decref(builder->messages);
-            json_decref(builder->system);
-            return NULL;
-        }
-    }
-    json_t *converse = json_pack("{s:o}", "messages", builder->messages);
-    if (json_array_size(builder->system) > 0)
-        json_object_set_new(converse, "system", builder->system);
-    else
-        json_decref(builder->system);
+    json_t *converse = json_pack("{s:O}", "messages", turns->turns);
+    if (json_array_size(turns->system) > 0)
+        json_object_set(converse, "system", turns->system);
+    translate_messages_release(turns);
     json_t *config = inference_config(body);
     if (json_object_size(config) > 0)
         json_object_set_new(converse, "inferenceConfig", config);
@@ -316,11 +209,11 @@ static json_t *embeddings_body(converse_builder_t *builder)
     if (json_is_array(input) && json_array_size(input) == 1)
         input = json_array_get(input, 0);
     if (json_is_array(input)) {
-        builder_fail(builder, "bedrock embeddings take one input per request");
+        translate_fail(&builder->messages, "input", "bedrock embeddings take one input per request");
         return NULL;
     }
     if (!json_is_string(input)) {
-        builder_fail(builder, "bedrock embeddings take text input (a string)");
+        translate_fail(&builder->messages, "input", "bedrock embeddings take text input (a string)");
         return NULL;
     }
     json_t *titan = json_pack("{s:O}", "inputText", input);
@@ -413,7 +306,13 @@ static struct curl_slist *append_auth_headers(request_t *request, struct curl_sl
 static int bedrock_build_call(request_t *request, provider_call_t *call)
 {
     const provider_config_t *provider = request->provider;
-    converse_builder_t builder = {.request = request};
+    converse_builder_t builder = {.request = request,
+                                  .messages = {.provider = "bedrock",
+                                               .assistant_role = "assistant",
+                                               .parts_key = "content",
+                                               .is_any_json_input = true,
+                                               .writer = &block_writer}};
+    builder.messages.context = &builder;
     const char *action;
     json_t *body;
     switch (request->endpoint) {
@@ -430,8 +329,8 @@ static int bedrock_build_call(request_t *request, provider_call_t *call)
                             "provider %s (bedrock) offers chat completions and embeddings only", provider->name);
         return PROVIDER_CALL_REJECTED;
     }
-    if (body == NULL && builder.error[0] != '\0') {
-        request_reply_error(request, 400, "invalid_request_error", NULL, NULL, "%s", builder.error);
+    if (body == NULL && builder.messages.error[0] != '\0') {
+        request_reply_error(request, 400, "invalid_request_error", NULL, NULL, "%s", builder.messages.error);
         return PROVIDER_CALL_REJECTED;
     }
     call->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
@@ -470,23 +369,17 @@ static int bedrock_build_call(request_t *request, provider_call_t *call)
 
 /* ---- complete responses ----------------------------------------------------- */
 
-static long integer_member(const json_t *object, const char *name)
-{
-    const json_t *value = json_object_get(object, name);
-    return json_is_integer(value) ? (long)json_integer_value(value) : 0;
-}
-
 /* Bedrock's inputTokens leaves out cache reads and writes; OpenAI's prompt
  * count includes them (cached_tokens is a part of it). */
 static void read_usage(const json_t *usage, usage_t *out)
 {
     if (!json_is_object(usage))
         return;
-    long cache_read = integer_member(usage, "cacheReadInputTokens");
-    long cache_write = integer_member(usage, "cacheWriteInputTokens");
+    long cache_read = provider_integer_member(usage, "cacheReadInputTokens");
+    long cache_write = provider_integer_member(usage, "cacheWriteInputTokens");
     out->is_known = true;
-    out->prompt_tokens = integer_member(usage, "inputTokens") + cache_read + cache_write;
-    out->completion_tokens = integer_member(usage, "outputTokens");
+    out->prompt_tokens = provider_integer_member(usage, "inputTokens") + cache_read + cache_write;
+    out->completion_tokens = provider_integer_member(usage, "outputTokens");
     out->cached_tokens = cache_read;
     out->reasoning_tokens = 0;
 }
@@ -502,15 +395,6 @@ static const char *finish_reason(const char *stop_reason, bool has_tool_calls)
     if (strcmp(stop_reason, "guardrail_intervened") == 0 || strcmp(stop_reason, "content_filtered") == 0)
         return "content_filter";
     return "stop"; /* end_turn, stop_sequence and anything new */
-}
-
-static json_t *openai_usage(const usage_t *usage)
-{
-    return json_pack("{s:I, s:I, s:I, s:{s:I}, s:{s:I}}", "prompt_tokens", (json_int_t)usage->prompt_tokens,
-                     "completion_tokens", (json_int_t)usage->completion_tokens, "total_tokens",
-                     (json_int_t)(usage->prompt_tokens + usage->completion_tokens), "prompt_tokens_details",
-                     "cached_tokens", (json_int_t)usage->cached_tokens, "completion_tokens_details",
-                     "reasoning_tokens", (json_int_t)usage->reasoning_tokens);
 }
 
 static json_t *chat_completion(request_t *request, const json_t *reply)
@@ -529,89 +413,46 @@ static json_t *chat_completion(request_t *request, const json_t *reply)
         if (json_is_string(piece)) {
             buf_append(&text, json_string_value(piece), json_string_length(piece));
         } else if (json_is_object(tool)) {
-            char *arguments = json_dumps(json_object_get(tool, "input"), JSON_COMPACT | JSON_ENCODE_ANY);
-            json_array_append_new(tool_calls, json_pack("{s:s?, s:s, s:{s:s?, s:s}}", "id",
-                                                        json_string_value(json_object_get(tool, "toolUseId")), "type",
-                                                        "function", "function", "name",
-                                                        json_string_value(json_object_get(tool, "name")), "arguments",
-                                                        arguments ? arguments : "{}"));
-            free(arguments);
+            json_array_append_new(tool_calls, translate_tool_call(json_string_value(json_object_get(tool, "toolUseId")),
+                                                                  json_string_value(json_object_get(tool, "name")),
+                                                                  json_object_get(tool, "input")));
         }
     }
     read_usage(json_object_get(reply, "usage"), &request->usage);
     bool has_tools = json_array_size(tool_calls) > 0;
-    json_t *message = json_pack("{s:s, s:o, s:n}", "role", "assistant", "content",
-                                text.length || !has_tools ? json_stringn(text.data ? text.data : "", text.length)
-                                                          : json_null(),
-                                "refusal");
+    json_t *message = translate_assistant_message(&text, tool_calls);
     buf_free(&text);
-    if (has_tools)
-        json_object_set_new(message, "tool_calls", tool_calls);
-    else
-        json_decref(tool_calls);
     const char *reason = finish_reason(json_string_value(json_object_get(reply, "stopReason")), has_tools);
-    json_t *completion =
-        json_pack("{s:s+, s:s, s:I, s:s, s:[{s:i, s:o, s:n, s:s}]}", "id", "chatcmpl-", request->id, "object",
-                  "chat.completion", "created", (json_int_t)time(NULL), "model", provider_reply_model(request),
-                  "choices", "index", 0, "message", message, "logprobs", "finish_reason", reason);
-    if (completion != NULL && request->usage.is_known)
-        json_object_set_new(completion, "usage", openai_usage(&request->usage));
-    return completion;
-}
-
-/* The floats of a Titan embedding as OpenAI's base64 form (little-endian float32). */
-static json_t *embedding_base64(const json_t *values)
-{
-    size_t count = json_array_size(values);
-    unsigned char *raw = malloc(count * 4 + 1);
-    char *encoded = malloc(((count * 4 + 2) / 3) * 4 + 1);
-    json_t *result = NULL;
-    if (raw != NULL && encoded != NULL) {
-        for (size_t i = 0; i < count; i++) {
-            float value = (float)json_number_value(json_array_get(values, i));
-            uint32_t bits;
-            memcpy(&bits, &value, 4);
-            for (int b = 0; b < 4; b++)
-                raw[4 * i + (size_t)b] = (unsigned char)(bits >> (8 * b));
-        }
-        EVP_EncodeBlock((unsigned char *)encoded, raw, (int)(count * 4));
-        result = json_string(encoded);
+    json_t *choice = message ? translate_choice(0, message, reason) : NULL;
+    const char *id = arena_sprintf(&request->arena, "chatcmpl-%s", request->id);
+    if (choice == NULL || id == NULL) {
+        json_decref(choice);
+        return NULL;
     }
-    free(raw);
-    free(encoded);
-    return result;
+    return translate_chat_completion(request, id, json_pack("[o]", choice));
 }
 
+/* A Titan embedding: one vector per request. */
 static json_t *embeddings_list(request_t *request, const json_t *reply)
 {
     const json_t *values = json_object_get(reply, "embedding");
     if (!json_is_array(values))
         return NULL;
-    const char *format = json_string_value(json_object_get(request->body, "encoding_format"));
-    bool is_base64 = format != NULL && strcmp(format, "base64") == 0;
-    long tokens = integer_member(reply, "inputTextTokenCount");
-    request->usage = (usage_t){.is_known = true, .prompt_tokens = tokens};
-    json_t *embedding = is_base64 ? embedding_base64(values) : json_deep_copy(values);
-    return json_pack("{s:s, s:[{s:s, s:i, s:o}], s:s, s:{s:I, s:I}}", "object", "list", "data", "object", "embedding",
-                     "index", 0, "embedding", embedding, "model", provider_reply_model(request), "usage",
-                     "prompt_tokens", (json_int_t)tokens, "total_tokens", (json_int_t)tokens);
+    long tokens = provider_integer_member(reply, "inputTextTokenCount");
+    json_t *embedding = translate_embedding(request, values, 0);
+    return embedding ? translate_embeddings_list(request, json_pack("[o]", embedding), tokens) : NULL;
+}
+
+static json_t *translate_answer(request_t *request, const json_t *reply)
+{
+    return request->endpoint == ENDPOINT_EMBEDDINGS ? embeddings_list(request, reply) : chat_completion(request, reply);
 }
 
 static int bedrock_translate_response(request_t *request, const char *body, size_t length, buf_t *out,
                                       bool *is_unchanged)
 {
     *is_unchanged = false;
-    json_t *reply = json_loadb(body, length, 0, NULL);
-    json_t *translated = NULL;
-    if (json_is_object(reply))
-        translated = request->endpoint == ENDPOINT_EMBEDDINGS ? embeddings_list(request, reply)
-                                                              : chat_completion(request, reply);
-    json_decref(reply);
-    char *text = translated ? json_dumps(translated, JSON_COMPACT) : NULL;
-    json_decref(translated);
-    int rc = text && buf_append_str(out, text) == 0 ? 0 : -1;
-    free(text);
-    return rc;
+    return translate_reply(request, body, length, out, translate_answer);
 }
 
 static const char *error_type_for(long status)
@@ -626,8 +467,36 @@ static const char *error_type_for(long status)
     }
 }
 
-/* Bedrock errors are {"message": "..."} with the kind in the x-amzn-errortype
- * header; the status says enough about the kind. */
+/* The OpenAI error type for a Bedrock error kind ("ThrottlingException", or
+ * "throttlingException" as stream exception frames spell it); NULL when the
+ * kind is unknown. */
+static const char *kind_error_type(const char *kind, size_t length)
+{
+    static const struct {
+        const char *kind, *type;
+    } known[] = {
+        {"ThrottlingException", "rate_limit_error"},
+        {"ServiceQuotaExceededException", "rate_limit_error"},
+        {"ValidationException", "invalid_request_error"},
+        {"AccessDeniedException", "permission_error"},
+        {"ResourceNotFoundException", "not_found_error"},
+        {"ModelTimeoutException", "api_error"},
+        {"ModelErrorException", "api_error"},
+        {"ModelNotReadyException", "api_error"},
+        {"ModelStreamErrorException", "api_error"},
+        {"ServiceUnavailableException", "api_error"},
+        {"InternalServerException", "api_error"},
+    };
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strlen(known[i].kind) == length && strncasecmp(known[i].kind, kind, length) == 0)
+            return known[i].type;
+    return NULL;
+}
+
+/* Bedrock names the error kind in the x-amzn-errortype header
+ * ("ThrottlingException:http://internal.amazon.com/coral/..."): the text
+ * before ':' becomes error.code and, when known, decides error.type. Some
+ * errors carry it in the body's __type ("...#ValidationException") instead. */
 static void bedrock_translate_error(request_t *request, long status, const char *body, size_t length,
                                     provider_error_t *error)
 {
@@ -640,11 +509,22 @@ static void bedrock_translate_error(request_t *request, long status, const char 
     const char *message = json_string_value(json_object_get(reply, "message"));
     if (message == NULL)
         message = json_string_value(json_object_get(reply, "Message"));
-    const char *code = json_string_value(json_object_get(reply, "__type"));
+    const char *kind = error->reply_headers ? error->reply_headers->error_type : NULL;
+    size_t kind_length = kind ? strcspn(kind, ":") : 0;
+    if (kind_length == 0) {
+        kind = json_string_value(json_object_get(reply, "__type"));
+        if (kind != NULL && strrchr(kind, '#') != NULL)
+            kind = strrchr(kind, '#') + 1;
+        kind_length = kind ? strcspn(kind, ":") : 0;
+    }
+    if (kind_length > 0) {
+        error->code = arena_strndup(&request->arena, kind, kind_length);
+        const char *type = kind_error_type(kind, kind_length);
+        if (type != NULL)
+            error->type = type;
+    }
     if (message != NULL)
         error->message = arena_sprintf(&request->arena, "bedrock: %s", message);
-    if (code != NULL)
-        error->code = arena_strdup(&request->arena, strrchr(code, '#') ? strrchr(code, '#') + 1 : code);
     json_decref(reply);
     if (error->message == NULL)
         error->message = arena_sprintf(&request->arena, "upstream provider %s returned HTTP %ld",
@@ -658,9 +538,7 @@ typedef struct bedrock_stream {
     eventstream_decoder_t decoder;
     bool is_decoder_ready;
     openai_chunk_writer_t writer;
-    int *tool_for_block; /* contentBlockIndex → tool number + 1; 0 = not a tool */
-    size_t block_capacity;
-    int tool_count;
+    provider_tool_map_t tools; /* contentBlockIndex → tool number */
     bool has_stop;
     bool is_over; /* DONE or ERROR was returned: later bytes are ignored */
     /* for the frame callback, set on each feed */
@@ -669,38 +547,12 @@ typedef struct bedrock_stream {
     int result;
 } bedrock_stream_t;
 
-static int map_tool_block(bedrock_stream_t *stream, long block)
-{
-    if (block < 0 || block > 4096)
-        return -1;
-    if ((size_t)block >= stream->block_capacity) {
-        size_t capacity = stream->block_capacity ? stream->block_capacity : 8;
-        while (capacity <= (size_t)block)
-            capacity *= 2;
-        int *grown = realloc(stream->tool_for_block, capacity * sizeof *grown);
-        if (grown == NULL)
-            return -1;
-        memset(grown + stream->block_capacity, 0, (capacity - stream->block_capacity) * sizeof *grown);
-        stream->tool_for_block = grown;
-        stream->block_capacity = capacity;
-    }
-    stream->tool_for_block[block] = ++stream->tool_count;
-    return stream->tool_count - 1;
-}
-
-static int tool_for_block(const bedrock_stream_t *stream, long block)
-{
-    if (block < 0 || (size_t)block >= stream->block_capacity)
-        return -1;
-    return stream->tool_for_block[block] - 1;
-}
-
 static int on_block_start(bedrock_stream_t *stream, const json_t *event)
 {
     const json_t *tool = json_object_get(json_object_get(event, "start"), "toolUse");
     if (!json_is_object(tool))
         return 0;
-    int index = map_tool_block(stream, integer_member(event, "contentBlockIndex"));
+    int index = provider_tool_map_add(&stream->tools, provider_integer_member(event, "contentBlockIndex"));
     const char *id = json_string_value(json_object_get(tool, "toolUseId"));
     const char *name = json_string_value(json_object_get(tool, "name"));
     if (index < 0 || id == NULL || name == NULL)
@@ -717,7 +569,7 @@ static int on_block_delta(bedrock_stream_t *stream, const json_t *event)
                                  stream->out);
     const json_t *input = json_object_get(json_object_get(delta, "toolUse"), "input");
     if (json_is_string(input)) {
-        int index = tool_for_block(stream, integer_member(event, "contentBlockIndex"));
+        int index = provider_tool_map_get(&stream->tools, provider_integer_member(event, "contentBlockIndex"));
         if (index < 0)
             return -1; /* tool input for a block that never started as a tool */
         return openai_chunk_tool_arguments(&stream->writer, stream->request, index, json_string_value(input),
@@ -740,28 +592,19 @@ static int on_event(bedrock_stream_t *stream, const char *type, size_t type_leng
     if (IS("messageStop")) {
         stream->has_stop = true;
         const char *reason = finish_reason(json_string_value(json_object_get(event, "stopReason")),
-                                           stream->tool_count > 0);
+                                           stream->tools.tool_count > 0);
         return openai_chunk_finish(&stream->writer, request, reason, stream->out) == 0 ? PROVIDER_EVENT_OK
                                                                                        : PROVIDER_EVENT_FAILED;
     }
     if (IS("metadata")) {
         read_usage(json_object_get(event, "usage"), &request->usage);
-        if (openai_chunk_finish(&stream->writer, request, stream->tool_count ? "tool_calls" : "stop", stream->out) != 0 ||
+        if (openai_chunk_finish(&stream->writer, request, stream->tools.tool_count ? "tool_calls" : "stop", stream->out) != 0 ||
             openai_chunk_end(&stream->writer, request, stream->out) != 0)
             return PROVIDER_EVENT_FAILED;
         return PROVIDER_EVENT_DONE;
     }
     return PROVIDER_EVENT_OK; /* contentBlockStop and anything new */
 #undef IS
-}
-
-static const char *exception_error_type(const char *type, size_t length)
-{
-    if (length >= 10 && strncmp(type, "throttling", 10) == 0)
-        return "rate_limit_error";
-    if (length >= 10 && strncmp(type, "validation", 10) == 0)
-        return "invalid_request_error";
-    return "api_error";
 }
 
 /* An exception or error frame → one OpenAI error event. */
@@ -780,7 +623,8 @@ static int on_exception(bedrock_stream_t *stream, const eventstream_message_t *m
     json_decref(payload);
     log_warn("bedrock stream for request %s ended with %.*s", stream->request->id, (int)kind.length,
              kind.data ? kind.data : "an error");
-    if (openai_chunk_error(stream->out, exception_error_type(kind.data ? kind.data : "", kind.length), detail) != 0)
+    const char *type = kind.data ? kind_error_type(kind.data, kind.length) : NULL;
+    if (openai_chunk_error(stream->out, type ? type : "api_error", detail) != 0)
         return PROVIDER_EVENT_FAILED;
     return PROVIDER_EVENT_ERROR;
 }
@@ -849,7 +693,7 @@ static void bedrock_free_state(void *state)
     bedrock_stream_t *stream = state;
     if (stream->is_decoder_ready)
         eventstream_decoder_free(&stream->decoder);
-    free(stream->tool_for_block);
+    provider_tool_map_free(&stream->tools);
 }
 
 const provider_adapter_t provider_bedrock = {

@@ -24,41 +24,31 @@
  * calls with finishReason STOP, so a STOP after a call is "tool_calls". */
 #include <jansson.h>
 #include <math.h>
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "sluice/log.h"
 #include "sluice/openai_chunk.h"
 #include "sluice/provider.h"
 #include "sluice/provider_util.h"
 #include "sluice/sigv4.h"
+#include "sluice/translate.h"
 
 #define SIGNATURE_MARK "~ts~"
 
 /* ---- the request ---------------------------------------------------------- */
 
+/* Owner: gemini_build_call (on its stack). */
 typedef struct contents_builder {
     request_t *request;
-    json_t *contents;
-    json_t *system_parts;
     json_t *call_names; /* tool call id → function name */
-    char error[256];
-    char param[64];
+    translate_messages_t messages;
 } contents_builder_t;
 
-static int builder_fail(contents_builder_t *builder, const char *param, const char *message)
+static int append_text_part(json_t *parts, const char *text, size_t length)
 {
-    snprintf(builder->error, sizeof builder->error, "%s", message);
-    snprintf(builder->param, sizeof builder->param, "%s", param ? param : "");
-    return -1;
-}
-
-static int append_new(json_t *array, json_t *item)
-{
-    return item != NULL && json_array_append_new(array, item) == 0 ? 0 : -1;
+    return translate_append_new(parts, json_pack("{s:s%}", "text", text, length));
 }
 
 /* A MIME type for a URL from its extension; Gemini's fileData needs one. */
@@ -80,80 +70,36 @@ static const char *mime_for_url(const char *url)
     return "image/jpeg";
 }
 
-static int append_image_part(contents_builder_t *builder, json_t *parts, const char *url)
+static int append_image_part(translate_messages_t *messages, json_t *parts, const char *url)
 {
     const char *mime, *data;
+    contents_builder_t *builder = messages->context;
     if (url != NULL && strncmp(url, "data:", 5) == 0) {
         if (provider_parse_data_url(builder->request, url, &mime, &data) != 0)
-            return builder_fail(builder, "messages", "image data: URLs must be base64 (data:image/png;base64,...)");
-        return append_new(parts, json_pack("{s:{s:s, s:s}}", "inlineData", "mimeType", mime, "data", data));
+            return translate_fail(messages, "messages", "image data: URLs must be base64 (data:image/png;base64,...)");
+        return translate_append_new(parts, json_pack("{s:{s:s, s:s}}", "inlineData", "mimeType", mime, "data", data));
     }
     if (url != NULL && url[0] != '\0')
-        return append_new(parts, json_pack("{s:{s:s, s:s}}", "fileData", "mimeType", mime_for_url(url), "fileUri", url));
-    return builder_fail(builder, "messages", "image_url needs a url");
+        return translate_append_new(
+            parts, json_pack("{s:{s:s, s:s}}", "fileData", "mimeType", mime_for_url(url), "fileUri", url));
+    return translate_fail(messages, "messages", "image_url needs a url");
 }
 
-/* An OpenAI content value (string, parts or null) → Gemini parts. */
-static int append_content(contents_builder_t *builder, json_t *parts, const json_t *content, bool allow_images)
+/* A functionCall part; a thought signature carried in the id goes back with it. */
+static int append_function_call(translate_messages_t *messages, json_t *parts, const char *id, const char *name,
+                                json_t *args)
 {
-    if (content == NULL || json_is_null(content))
-        return 0;
-    if (json_is_string(content))
-        return json_string_length(content) == 0
-                   ? 0
-                   : append_new(parts, json_pack("{s:s%}", "text", json_string_value(content), json_string_length(content)));
-    if (!json_is_array(content))
-        return builder_fail(builder, "messages", "message content must be a string or an array of parts");
-    size_t i;
-    const json_t *part;
-    json_array_foreach(content, i, part) {
-        const char *type = json_string_value(json_object_get(part, "type"));
-        const json_t *text = json_object_get(part, "text");
-        int rc;
-        if (type != NULL && strcmp(type, "text") == 0 && json_is_string(text)) {
-            rc = json_string_length(text) == 0 ? 0
-                                               : append_new(parts, json_pack("{s:O}", "text", text));
-        } else if (type != NULL && strcmp(type, "image_url") == 0 && allow_images) {
-            rc = append_image_part(builder, parts, provider_image_url(part));
-        } else {
-            char message[160];
-            snprintf(message, sizeof message, "content part type '%s' is not supported by gemini here",
-                     type ? type : "(none)");
-            rc = builder_fail(builder, "messages", message);
-        }
-        if (rc != 0)
-            return -1;
+    contents_builder_t *builder = messages->context;
+    json_t *part = json_pack("{s:{s:s, s:o}}", "functionCall", "name", name, "args", args);
+    const char *signature = strstr(id, SIGNATURE_MARK);
+    if (part != NULL && signature != NULL &&
+        json_object_set_new(part, "thoughtSignature", json_string(signature + strlen(SIGNATURE_MARK))) != 0) {
+        json_decref(part);
+        return -1;
     }
-    return 0;
-}
-
-static int append_function_calls(contents_builder_t *builder, json_t *parts, const json_t *tool_calls)
-{
-    size_t i;
-    const json_t *call;
-    json_array_foreach(tool_calls, i, call) {
-        const json_t *function = json_object_get(call, "function");
-        const char *id = json_string_value(json_object_get(call, "id"));
-        const char *name = json_string_value(json_object_get(function, "name"));
-        const char *arguments = json_string_value(json_object_get(function, "arguments"));
-        if (id == NULL || name == NULL)
-            return builder_fail(builder, "messages", "assistant tool_calls need an id and a function name");
-        json_t *args = arguments && arguments[0] ? json_loads(arguments, 0, NULL) : json_object();
-        if (!json_is_object(args)) {
-            json_decref(args);
-            return builder_fail(builder, "messages", "tool call arguments must be a JSON object");
-        }
-        json_t *part = json_pack("{s:{s:s, s:o}}", "functionCall", "name", name, "args", args);
-        const char *signature = strstr(id, SIGNATURE_MARK);
-        if (part != NULL && signature != NULL &&
-            json_object_set_new(part, "thoughtSignature", json_string(signature + strlen(SIGNATURE_MARK))) != 0) {
-            json_decref(part);
-            return -1;
-        }
-        if (append_new(parts, part) != 0 || json_object_set_new(builder->call_names, id, json_string(name)) != 0)
-            return -1;
-    }
-    return 0;
+    if (translate_append_new(parts, part) != 0)
+        return -1;
+    return json_object_set_new(builder->call_names, id, json_string(name));
 }
 
 /* Text of a tool message's content (a string or text parts). */
@@ -171,16 +117,17 @@ static int tool_output_text(const json_t *content, buf_t *out)
     return 0;
 }
 
-static int append_function_response(contents_builder_t *builder, json_t *parts, const json_t *message)
+static int append_function_response(translate_messages_t *messages, json_t *parts, const json_t *message)
 {
+    contents_builder_t *builder = messages->context;
     const char *id = json_string_value(json_object_get(message, "tool_call_id"));
     const char *name = id ? json_string_value(json_object_get(builder->call_names, id)) : NULL;
     if (name == NULL)
         name = json_string_value(json_object_get(message, "name"));
     if (name == NULL)
-        return builder_fail(builder, "messages",
-                            "a tool message must answer a tool call made earlier in the conversation (gemini matches "
-                            "results by function name)");
+        return translate_fail(messages, "messages",
+                              "a tool message must answer a tool call made earlier in the conversation (gemini matches "
+                              "results by function name)");
     buf_t text;
     buf_init(&text);
     if (tool_output_text(json_object_get(message, "content"), &text) != 0) {
@@ -194,63 +141,25 @@ static int append_function_response(contents_builder_t *builder, json_t *parts, 
     if (!json_is_object(parsed))
         json_decref(parsed);
     buf_free(&text);
-    return append_new(parts, json_pack("{s:{s:s, s:o}}", "functionResponse", "name", name, "response", response));
+    return translate_append_new(parts,
+                                json_pack("{s:{s:s, s:o}}", "functionResponse", "name", name, "response", response));
 }
 
-static int append_turn(contents_builder_t *builder, const char *role, json_t *parts)
-{
-    size_t count = json_array_size(builder->contents);
-    json_t *last = count ? json_array_get(builder->contents, count - 1) : NULL;
-    if (json_array_size(parts) == 0) {
-        json_decref(parts);
-        return 0;
-    }
-    if (last != NULL && strcmp(json_string_value(json_object_get(last, "role")), role) == 0) {
-        int rc = json_array_extend(json_object_get(last, "parts"), parts);
-        json_decref(parts);
-        return rc;
-    }
-    return append_new(builder->contents, json_pack("{s:s, s:o}", "role", role, "parts", parts));
-}
-
-static int convert_message(contents_builder_t *builder, const json_t *message)
-{
-    const char *role = json_string_value(json_object_get(message, "role"));
-    const json_t *content = json_object_get(message, "content");
-    if (role == NULL)
-        return builder_fail(builder, "messages", "every message needs a role");
-    if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0)
-        return append_content(builder, builder->system_parts, content, false);
-    json_t *parts = json_array();
-    if (parts == NULL)
-        return -1;
-    int rc;
-    const char *target = "user";
-    if (strcmp(role, "user") == 0) {
-        rc = append_content(builder, parts, content, true);
-    } else if (strcmp(role, "assistant") == 0) {
-        target = "model";
-        rc = append_content(builder, parts, content, false);
-        if (rc == 0 && json_is_array(json_object_get(message, "tool_calls")))
-            rc = append_function_calls(builder, parts, json_object_get(message, "tool_calls"));
-    } else if (strcmp(role, "tool") == 0) {
-        rc = append_function_response(builder, parts, message);
-    } else {
-        rc = builder_fail(builder, "messages", "gemini supports the roles system, developer, user, assistant and tool");
-    }
-    if (rc != 0) {
-        json_decref(parts);
-        return -1;
-    }
-    return append_turn(builder, target, parts);
-}
+/* Gemini's parts; turns of one role are merged, as Gemini wants user and
+ * model turns to alternate. */
+static const translate_part_writer_t part_writer = {
+    .append_text = append_text_part,
+    .append_image = append_image_part,
+    .append_tool_call = append_function_call,
+    .append_tool_result = append_function_response,
+};
 
 static int set_number(json_t *config, const char *name, const json_t *value)
 {
     return json_is_number(value) ? json_object_set(config, name, (json_t *)value) : 0;
 }
 
-static json_t *generation_config(contents_builder_t *builder, const json_t *body)
+static json_t *generation_config(const json_t *body)
 {
     json_t *config = json_object();
     if (config == NULL)
@@ -280,7 +189,6 @@ static json_t *generation_config(contents_builder_t *builder, const json_t *body
         if (json_is_object(schema))
             rc |= json_object_set(config, "responseJsonSchema", (json_t *)schema);
     }
-    (void)builder;
     if (rc != 0) {
         json_decref(config);
         return NULL;
@@ -304,7 +212,8 @@ static int set_tools(contents_builder_t *builder, const json_t *body, json_t *ou
         const json_t *function = json_object_get(tool, "function");
         const char *name = json_string_value(json_object_get(function, "name"));
         if (name == NULL)
-            return builder_fail(builder, "tools", "gemini supports function tools only; each needs a name");
+            return translate_fail(&builder->messages, "tools",
+                                  "gemini supports function tools only; each needs a name");
         json_t *declaration = json_pack("{s:s}", "name", name);
         const char *description = json_string_value(json_object_get(function, "description"));
         const json_t *parameters = json_object_get(function, "parameters");
@@ -317,7 +226,7 @@ static int set_tools(contents_builder_t *builder, const json_t *body, json_t *ou
             json_decref(declaration);
             return -1;
         }
-        if (append_new(declarations, declaration) != 0)
+        if (translate_append_new(declarations, declaration) != 0)
             return -1;
     }
     json_t *calling = NULL;
@@ -328,7 +237,7 @@ static int set_tools(contents_builder_t *builder, const json_t *body, json_t *ou
     } else if (json_is_object(choice)) {
         const char *name = json_string_value(json_object_get(json_object_get(choice, "function"), "name"));
         if (name == NULL)
-            return builder_fail(builder, "tool_choice", "tool_choice must name a function");
+            return translate_fail(&builder->messages, "tool_choice", "tool_choice must name a function");
         calling = json_pack("{s:s, s:[s]}", "mode", "ANY", "allowedFunctionNames", name);
     } else {
         return 0;
@@ -344,36 +253,25 @@ static json_t *contents_body(contents_builder_t *builder)
     const json_t *messages = json_object_get(body, "messages");
     const json_t *n = json_object_get(body, "n");
     if (builder->request->is_stream && json_is_integer(n) && json_integer_value(n) > 1) {
-        builder_fail(builder, "n", "gemini streams one choice: n must be 1 when streaming");
+        translate_fail(&builder->messages, "n", "gemini streams one choice: n must be 1 when streaming");
         return NULL;
     }
-    if (!json_is_array(messages)) {
-        builder_fail(builder, "messages", "messages must be an array");
-        return NULL;
-    }
-    builder->contents = json_array();
-    builder->system_parts = json_array();
+    translate_messages_t *turns = &builder->messages;
     builder->call_names = json_object();
     json_t *out = json_object();
     json_t *config = NULL;
-    if (builder->contents == NULL || builder->system_parts == NULL || builder->call_names == NULL || out == NULL)
+    if (builder->call_names == NULL || out == NULL || translate_messages_convert(turns, messages) != 0)
         goto fail;
-    size_t i;
-    const json_t *message;
-    json_array_foreach(messages, i, message) {
-        if (convert_message(builder, message) != 0)
-            goto fail;
-    }
-    if (json_array_size(builder->contents) == 0) {
-        builder_fail(builder, "messages", "gemini needs at least one user or assistant message with content");
+    if (json_array_size(turns->turns) == 0) {
+        translate_fail(turns, "messages", "gemini needs at least one user or assistant message with content");
         goto fail;
     }
-    if (json_object_set(out, "contents", builder->contents) != 0)
+    if (json_object_set(out, "contents", turns->turns) != 0)
         goto fail;
-    if (json_array_size(builder->system_parts) > 0 &&
-        json_object_set_new(out, "systemInstruction", json_pack("{s:O}", "parts", builder->system_parts)) != 0)
+    if (json_array_size(turns->system) > 0 &&
+        json_object_set_new(out, "systemInstruction", json_pack("{s:O}", "parts", turns->system)) != 0)
         goto fail;
-    config = generation_config(builder, body);
+    config = generation_config(body);
     if (config == NULL)
         goto fail;
     if (json_object_size(config) > 0 && json_object_set(out, "generationConfig", config) != 0)
@@ -381,14 +279,12 @@ static json_t *contents_body(contents_builder_t *builder)
     if (set_tools(builder, body, out) != 0)
         goto fail;
     json_decref(config);
-    json_decref(builder->contents);
-    json_decref(builder->system_parts);
+    translate_messages_release(turns);
     json_decref(builder->call_names);
     return out;
 fail:
     json_decref(config);
-    json_decref(builder->contents);
-    json_decref(builder->system_parts);
+    translate_messages_release(turns);
     json_decref(builder->call_names);
     json_decref(out);
     return NULL;
@@ -408,7 +304,7 @@ static json_t *embeddings_body(contents_builder_t *builder, const char *model_pa
     for (size_t i = 0; i < count; i++) {
         const json_t *item = json_is_array(input) ? json_array_get(input, i) : input;
         if (!json_is_string(item)) {
-            builder_fail(builder, "input", "gemini embeddings take text input (strings, not token ids)");
+            translate_fail(&builder->messages, "input", "gemini embeddings take text input (strings, not token ids)");
             json_decref(out);
             return NULL;
         }
@@ -418,7 +314,7 @@ static json_t *embeddings_body(contents_builder_t *builder, const char *model_pa
             json_decref(one);
             one = NULL;
         }
-        if (append_new(requests, one) != 0) {
+        if (translate_append_new(requests, one) != 0) {
             json_decref(out);
             return NULL;
         }
@@ -447,7 +343,12 @@ static int gemini_build_call(request_t *request, provider_call_t *call)
     buf_free(&encoded);
     if (model_path == NULL)
         return -1;
-    contents_builder_t builder = {.request = request};
+    contents_builder_t builder = {.request = request,
+                                  .messages = {.provider = "gemini",
+                                               .assistant_role = "model",
+                                               .parts_key = "parts",
+                                               .writer = &part_writer}};
+    builder.messages.context = &builder;
     json_t *body;
     const char *action;
     if (request->endpoint == ENDPOINT_EMBEDDINGS) {
@@ -457,9 +358,10 @@ static int gemini_build_call(request_t *request, provider_call_t *call)
         body = contents_body(&builder);
         action = request->is_stream ? ":streamGenerateContent?alt=sse" : ":generateContent";
     }
-    if (body == NULL && builder.error[0] != '\0') {
-        request_reply_error(request, 400, "invalid_request_error", NULL, builder.param[0] ? builder.param : NULL,
-                            "%s", builder.error);
+    const translate_messages_t *fault = &builder.messages;
+    if (body == NULL && fault->error[0] != '\0') {
+        request_reply_error(request, 400, "invalid_request_error", NULL, fault->param[0] ? fault->param : NULL, "%s",
+                            fault->error);
         return PROVIDER_CALL_REJECTED;
     }
     call->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
@@ -544,31 +446,21 @@ static json_t *choice_for(request_t *request, const json_t *candidate, size_t in
         if (json_is_string(piece)) {
             rc = buf_append(&text, json_string_value(piece), json_string_length(piece));
         } else if (json_is_object(call)) {
-            char *arguments = json_dumps(json_object_get(call, "args") ? json_object_get(call, "args") : json_object(),
-                                         JSON_COMPACT | JSON_ENCODE_ANY);
             const char *id = tool_call_id(request, (*call_number)++, part);
-            rc = arguments && id ? append_new(tool_calls, json_pack("{s:s, s:s, s:{s:s?, s:s}}", "id", id, "type",
-                                                                    "function", "function", "name",
-                                                                    json_string_value(json_object_get(call, "name")),
-                                                                    "arguments", arguments))
-                                 : -1;
-            free(arguments);
+            const char *name = json_string_value(json_object_get(call, "name"));
+            json_t *tool_call = id ? translate_tool_call(id, name, json_object_get(call, "args")) : NULL;
+            rc = translate_append_new(tool_calls, tool_call);
         }
     }
     bool has_tools = json_array_size(tool_calls) > 0;
-    json_t *message = rc == 0 ? json_pack("{s:s, s:o, s:n}", "role", "assistant", "content",
-                                          text.length || !has_tools ? json_stringn(text.data ? text.data : "", text.length)
-                                                                    : json_null(),
-                                          "refusal")
-                              : NULL;
+    json_t *message = translate_assistant_message(&text, tool_calls);
     buf_free(&text);
-    if (message != NULL && has_tools)
-        json_object_set(message, "tool_calls", tool_calls);
-    json_decref(tool_calls);
+    if (rc != 0) {
+        json_decref(message);
+        return NULL;
+    }
     const char *reason = finish_reason(json_string_value(json_object_get(candidate, "finishReason")), has_tools);
-    return message ? json_pack("{s:i, s:o, s:n, s:s}", "index", (int)index, "message", message, "logprobs",
-                               "finish_reason", reason)
-                   : NULL;
+    return message ? translate_choice((int)index, message, reason) : NULL;
 }
 
 static json_t *chat_completion(request_t *request, const json_t *reply)
@@ -581,58 +473,25 @@ static json_t *chat_completion(request_t *request, const json_t *reply)
     size_t i;
     const json_t *candidate;
     json_array_foreach(candidates, i, candidate) {
-        if (append_new(choices, choice_for(request, candidate, i, &call_number)) != 0) {
+        if (translate_append_new(choices, choice_for(request, candidate, i, &call_number)) != 0) {
             json_decref(choices);
             return NULL;
         }
     }
     if (json_array_size(choices) == 0) {
         /* the prompt itself was blocked (promptFeedback.blockReason): no candidates */
-        if (json_object_get(reply, "promptFeedback") == NULL) {
-            json_decref(choices);
-            return NULL;
-        }
-        if (append_new(choices, json_pack("{s:i, s:{s:s, s:s, s:n}, s:n, s:s}", "index", 0, "message", "role",
-                                          "assistant", "content", "", "refusal", "logprobs", "finish_reason",
-                                          "content_filter")) != 0) {
+        buf_t empty;
+        buf_init(&empty);
+        json_t *message = json_object_get(reply, "promptFeedback") ? translate_assistant_message(&empty, json_array())
+                                                                   : NULL;
+        if (translate_append_new(choices, message ? translate_choice(0, message, "content_filter") : NULL) != 0) {
             json_decref(choices);
             return NULL;
         }
     }
     read_usage(json_object_get(reply, "usageMetadata"), &request->usage);
     const char *id = json_string_value(json_object_get(reply, "responseId"));
-    json_t *completion = json_pack("{s:s, s:s, s:I, s:s, s:o}", "id", id ? id : request->id, "object",
-                                   "chat.completion", "created", (json_int_t)time(NULL), "model",
-                                   provider_reply_model(request), "choices", choices);
-    if (completion != NULL && request->usage.is_known &&
-        json_object_set_new(completion, "usage", provider_usage_json(&request->usage)) != 0) {
-        json_decref(completion);
-        return NULL;
-    }
-    return completion;
-}
-
-/* Floats as OpenAI's base64 embedding form (little-endian float32). */
-static json_t *embedding_base64(const json_t *values)
-{
-    size_t count = json_array_size(values);
-    unsigned char *raw = malloc(count * 4 + 1);
-    char *encoded = malloc(((count * 4 + 2) / 3) * 4 + 1);
-    json_t *result = NULL;
-    if (raw != NULL && encoded != NULL) {
-        for (size_t i = 0; i < count; i++) {
-            float value = (float)json_number_value(json_array_get(values, i));
-            uint32_t bits;
-            memcpy(&bits, &value, 4);
-            for (int b = 0; b < 4; b++)
-                raw[4 * i + (size_t)b] = (unsigned char)(bits >> (8 * b));
-        }
-        EVP_EncodeBlock((unsigned char *)encoded, raw, (int)(count * 4));
-        result = json_string(encoded);
-    }
-    free(raw);
-    free(encoded);
-    return result;
+    return translate_chat_completion(request, id ? id : request->id, choices);
 }
 
 static json_t *embeddings_list(request_t *request, const json_t *reply)
@@ -640,8 +499,6 @@ static json_t *embeddings_list(request_t *request, const json_t *reply)
     const json_t *embeddings = json_object_get(reply, "embeddings");
     if (!json_is_array(embeddings))
         return NULL;
-    const char *format = json_string_value(json_object_get(request->body, "encoding_format"));
-    bool is_base64 = format != NULL && strcmp(format, "base64") == 0;
     json_t *data = json_array();
     if (data == NULL)
         return NULL;
@@ -649,40 +506,26 @@ static json_t *embeddings_list(request_t *request, const json_t *reply)
     const json_t *embedding;
     json_array_foreach(embeddings, i, embedding) {
         const json_t *values = json_object_get(embedding, "values");
-        if (!json_is_array(values)) {
-            json_decref(data);
-            return NULL;
-        }
-        json_t *vector = is_base64 ? embedding_base64(values) : json_deep_copy(values);
-        if (append_new(data, json_pack("{s:s, s:i, s:o}", "object", "embedding", "index", (int)i, "embedding", vector)) !=
-            0) {
+        if (!json_is_array(values) || translate_append_new(data, translate_embedding(request, values, i)) != 0) {
             json_decref(data);
             return NULL;
         }
     }
     /* batchEmbedContents reports no token count; usageMetadata when a version adds it */
     long tokens = provider_integer_member(json_object_get(reply, "usageMetadata"), "promptTokenCount");
-    request->usage = (usage_t){.is_known = true, .prompt_tokens = tokens};
-    return json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list", "data", data, "model",
-                     provider_reply_model(request), "usage", "prompt_tokens", (json_int_t)tokens,
-                     "total_tokens", (json_int_t)tokens);
+    return translate_embeddings_list(request, data, tokens);
+}
+
+static json_t *translate_answer(request_t *request, const json_t *reply)
+{
+    return request->endpoint == ENDPOINT_EMBEDDINGS ? embeddings_list(request, reply) : chat_completion(request, reply);
 }
 
 static int gemini_translate_response(request_t *request, const char *body, size_t length, buf_t *out,
                                      bool *is_unchanged)
 {
     *is_unchanged = false;
-    json_t *reply = json_loadb(body, length, 0, NULL);
-    json_t *translated = NULL;
-    if (json_is_object(reply))
-        translated = request->endpoint == ENDPOINT_EMBEDDINGS ? embeddings_list(request, reply)
-                                                              : chat_completion(request, reply);
-    json_decref(reply);
-    char *text = translated ? json_dumps(translated, JSON_COMPACT) : NULL;
-    json_decref(translated);
-    int rc = text && buf_append_str(out, text) == 0 ? 0 : -1;
-    free(text);
-    return rc;
+    return translate_reply(request, body, length, out, translate_answer);
 }
 
 static const char *error_type_for(long status, const char *google_status)

@@ -174,6 +174,28 @@ describe('anthropic provider', { timeout: 90000 }, () => {
         assert.ok(argPieces.length >= 2, 'arguments arrive in several input_json_delta pieces');
     });
 
+    test('response_format json_schema: a forced tool upstream, its input as JSON content (plain and streamed)', async () => {
+        const schema = { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] };
+        const response_format = { type: 'json_schema', json_schema: { name: 'place', schema } };
+        const r = await send({ model: 'claude', messages: [{ role: 'user', content: 'where is it warm, Lisbon' }], response_format });
+        assert.equal(r.status, 200, r.text);
+        const choice = r.json.choices[0];
+        assert.equal(choice.finish_reason, 'stop');
+        assert.equal(choice.message.tool_calls, undefined);
+        assert.deepEqual(JSON.parse(choice.message.content), { city: 'Lisbon' });
+        const up = await s.mock.findRequest((q) => q.body?.tool_choice?.name === 'place');
+        assert.deepEqual(up.body.tools, [{ name: 'place', description: "Give the answer as this tool's input: a JSON object.", input_schema: schema }]);
+        assert.deepEqual(up.body.tool_choice, { type: 'tool', name: 'place' });
+
+        const st = await streamRequest(`${s.gw.base}/chat/completions`,
+            { model: 'claude', stream: true, messages: [{ role: 'user', content: 'warm place, Lisbon @mock chunks=3' }], response_format },
+            { key: s.secrets.ops });
+        const a = checkChatStream(st, { wantUsage: false });
+        assert.equal(a.finish[0], 'stop');
+        assert.equal(a.tools.length, 0);
+        assert.deepEqual(JSON.parse(a.content), { city: 'Lisbon' });
+    });
+
     test('errors: 529 → 503, 429 keeps retry-after, 401, 400; OpenAI shape', async () => {
         const cases = [
             { directive: 'status=529', status: 503, type: 'overloaded_error' },

@@ -214,14 +214,15 @@ describe('bedrock provider', { timeout: 90000 }, () => {
     });
 
     test('errors: ThrottlingException → 429 with retry-after, ValidationException → 400, 503; in-stream exception', async () => {
-        for (const [directive, status, type] of [
-            ['status=429 retry_after=3', 429, 'rate_limit_error'],
-            ['status=400', 400, 'invalid_request_error'],
-            ['status=503', 503, 'api_error'],
+        for (const [directive, status, type, code] of [
+            ['status=429 retry_after=3', 429, 'rate_limit_error', 'ThrottlingException'],
+            ['status=400', 400, 'invalid_request_error', 'ValidationException'],
+            ['status=503', 503, 'api_error', 'ServiceUnavailableException'],
         ]) {
             const r = await send(chat('haiku', `fail @mock ${directive}`));
             assert.equal(r.status, status, r.text);
             assertOpenAIError(r.json, { type }, directive);
+            assert.equal(r.json.error.code, code, `${directive}: the kind from x-amzn-errortype`);
             assert.match(r.json.error.message, /^bedrock: /);
             if (status === 429) assert.equal(r.headers.get('retry-after'), '3');
         }

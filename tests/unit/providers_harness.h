@@ -57,6 +57,52 @@ static inline void harness_call_free(provider_call_t *call)
     memset(call, 0, sizeof *call);
 }
 
+/* Asserts actual equals the JSON in expected_text (key order ignored). */
+static inline void harness_assert_json_eq(const json_t *actual, const char *expected_text)
+{
+    json_error_t error;
+    json_t *expected = json_loads(expected_text, 0, &error);
+    cr_assert_not_null(expected, "expected JSON does not parse: %s", error.text);
+    char *actual_text = json_dumps(actual, JSON_COMPACT | JSON_SORT_KEYS);
+    char *wanted_text = json_dumps(expected, JSON_COMPACT | JSON_SORT_KEYS);
+    cr_assert(json_equal(actual, expected), "got      %s\nexpected %s", actual_text, wanted_text);
+    free(actual_text);
+    free(wanted_text);
+    json_decref(expected);
+}
+
+/* Builds adapter's call for an OpenAI body (must succeed) and returns the
+ * upstream body parsed; *request_out gets the request. */
+static inline json_t *harness_built_body(const provider_adapter_t *adapter, provider_config_t *provider,
+                                         const char *model, const char *body, provider_call_t *call,
+                                         request_t **request_out)
+{
+    request_t *request = harness_request(provider, model, body);
+    cr_assert_eq(adapter->build_call(request, call), 0, "build_call failed: %s",
+                 request->error_message ? request->error_message : "");
+    json_error_t error;
+    json_t *sent = json_loadb(call->body, call->body_length, 0, &error);
+    cr_assert_not_null(sent, "upstream body is not JSON: %s", error.text);
+    *request_out = request;
+    return sent;
+}
+
+/* A complete 2xx body translated by adapter (must succeed), parsed, without
+ * the "created" time. */
+static inline json_t *harness_translated(const provider_adapter_t *adapter, request_t *request, const char *reply)
+{
+    buf_t out;
+    buf_init(&out);
+    bool is_unchanged = true;
+    cr_assert_eq(adapter->translate_response(request, reply, strlen(reply), &out, &is_unchanged), 0);
+    cr_assert(!is_unchanged);
+    json_t *completion = json_loads(out.data, 0, NULL);
+    cr_assert_not_null(completion, "translated answer is not JSON: %s", out.data);
+    json_object_del(completion, "created");
+    buf_free(&out);
+    return completion;
+}
+
 /* The value of header name in the call (case-insensitive), or NULL. */
 static inline const char *harness_call_header(const provider_call_t *call, const char *name)
 {
@@ -317,6 +363,17 @@ static inline char *harness_fixture(const char *name, size_t *length)
     data[size] = '\0';
     *length = (size_t)size;
     return data;
+}
+
+/* Runs bytes through adapter at every cut (harness_run_every_cut) and
+ * summarises the one output they all give. */
+static inline void harness_summarise_every_cut(request_t *request, const provider_adapter_t *adapter,
+                                               const char *bytes, size_t length, harness_summary_t *summary)
+{
+    harness_stream_t run;
+    char *output = harness_run_every_cut(request, adapter, bytes, length, &run);
+    harness_summarise(output, summary);
+    free(output);
 }
 
 #endif

@@ -22,26 +22,7 @@ static provider_config_t provider = {
 /* Builds the call for body and returns the upstream JSON body. */
 static json_t *built_body(const char *body, provider_call_t *call, request_t **request_out)
 {
-    request_t *request = harness_request(&provider, "claude-sonnet-4-5", body);
-    cr_assert_eq(provider_anthropic.build_call(request, call), 0, "build_call failed: %s",
-                 request->error_message ? request->error_message : "");
-    json_error_t error;
-    json_t *sent = json_loadb(call->body, call->body_length, 0, &error);
-    cr_assert_not_null(sent, "upstream body is not JSON: %s", error.text);
-    *request_out = request;
-    return sent;
-}
-
-static void assert_json_eq(const json_t *actual, const char *expected_text)
-{
-    json_t *expected = json_loads(expected_text, 0, NULL);
-    cr_assert_not_null(expected, "expected JSON does not parse");
-    char *actual_text = json_dumps(actual, JSON_COMPACT | JSON_SORT_KEYS);
-    char *wanted_text = json_dumps(expected, JSON_COMPACT | JSON_SORT_KEYS);
-    cr_assert(json_equal(actual, expected), "got      %s\nexpected %s", actual_text, wanted_text);
-    free(actual_text);
-    free(wanted_text);
-    json_decref(expected);
+    return harness_built_body(&provider_anthropic, &provider, "claude-sonnet-4-5", body, call, request_out);
 }
 
 Test(providers_anthropic, simple_request_lifts_system_and_defaults_max_tokens)
@@ -52,7 +33,7 @@ Test(providers_anthropic, simple_request_lifts_system_and_defaults_max_tokens)
                               "{\"role\":\"user\",\"content\":\"Hi\"}],\"temperature\":1.5,\"stop\":\"END\","
                               "\"user\":\"u1\"}",
                               &call, &request);
-    assert_json_eq(sent, "{\"model\":\"claude-sonnet-4-5\",\"system\":[{\"type\":\"text\",\"text\":\"Be brief.\"}],"
+    harness_assert_json_eq(sent, "{\"model\":\"claude-sonnet-4-5\",\"system\":[{\"type\":\"text\",\"text\":\"Be brief.\"}],"
                          "\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"Hi\"}]}],"
                          "\"max_tokens\":4096,\"temperature\":1.0,\"stop_sequences\":[\"END\"],"
                          "\"metadata\":{\"user_id\":\"u1\"}}");
@@ -112,7 +93,7 @@ Test(providers_anthropic, images_become_base64_and_url_sources)
         "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,iVBORw0KGgo=\"}},"
         "{\"type\":\"image_url\",\"image_url\":{\"url\":\"https://example.com/cat.jpg\",\"detail\":\"low\"}}]}]}",
         &call, &request);
-    assert_json_eq(json_object_get(sent, "messages"),
+    harness_assert_json_eq(json_object_get(sent, "messages"),
                    "[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"What is this?\"},"
                    "{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":\"image/png\",\"data\":\"iVBORw0KGgo=\"}},"
                    "{\"type\":\"image\",\"source\":{\"type\":\"url\",\"url\":\"https://example.com/cat.jpg\"}}]}]");
@@ -138,7 +119,7 @@ Test(providers_anthropic, tool_round_trip_merges_results_into_one_user_turn)
         "\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}}}}}],"
         "\"tool_choice\":\"required\",\"parallel_tool_calls\":false}",
         &call, &request);
-    assert_json_eq(json_object_get(sent, "messages"),
+    harness_assert_json_eq(json_object_get(sent, "messages"),
                    "[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"Weather in Paris and Rome?\"}]},"
                    "{\"role\":\"assistant\",\"content\":["
                    "{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"get_weather\",\"input\":{\"city\":\"Paris\"}},"
@@ -147,10 +128,10 @@ Test(providers_anthropic, tool_round_trip_merges_results_into_one_user_turn)
                    "{\"type\":\"tool_result\",\"tool_use_id\":\"toolu_1\",\"content\":\"18C\"},"
                    "{\"type\":\"tool_result\",\"tool_use_id\":\"toolu_2\",\"content\":[{\"type\":\"text\",\"text\":\"24C\"}]},"
                    "{\"type\":\"text\",\"text\":\"Thanks\"}]}]");
-    assert_json_eq(json_object_get(sent, "tools"),
+    harness_assert_json_eq(json_object_get(sent, "tools"),
                    "[{\"name\":\"get_weather\",\"description\":\"Weather\",\"input_schema\":{\"type\":\"object\","
                    "\"properties\":{\"city\":{\"type\":\"string\"}}}}]");
-    assert_json_eq(json_object_get(sent, "tool_choice"), "{\"type\":\"any\",\"disable_parallel_tool_use\":true}");
+    harness_assert_json_eq(json_object_get(sent, "tool_choice"), "{\"type\":\"any\",\"disable_parallel_tool_use\":true}");
     json_decref(sent);
     harness_call_free(&call);
     harness_request_free(request);
@@ -172,8 +153,8 @@ Test(providers_anthropic, tool_choice_variants)
         provider_call_t call = {0};
         request_t *request;
         json_t *sent = built_body(body, &call, &request);
-        assert_json_eq(json_object_get(sent, "tool_choice"), cases[i][1]);
-        assert_json_eq(json_object_get(json_array_get(json_object_get(sent, "tools"), 0), "input_schema"),
+        harness_assert_json_eq(json_object_get(sent, "tool_choice"), cases[i][1]);
+        harness_assert_json_eq(json_object_get(json_array_get(json_object_get(sent, "tools"), 0), "input_schema"),
                        "{\"type\":\"object\",\"properties\":{}}");
         json_decref(sent);
         harness_call_free(&call);
@@ -215,15 +196,8 @@ Test(providers_anthropic, complete_answer_with_text_tools_and_cache_usage)
         "{\"type\":\"tool_use\",\"id\":\"toolu_9\",\"name\":\"get_weather\",\"input\":{\"city\":\"Paris\"}}],"
         "\"stop_reason\":\"tool_use\",\"stop_sequence\":null,\"usage\":{\"input_tokens\":10,"
         "\"cache_creation_input_tokens\":5,\"cache_read_input_tokens\":100,\"output_tokens\":20}}";
-    buf_t out;
-    buf_init(&out);
-    bool is_unchanged = true;
-    cr_assert_eq(provider_anthropic.translate_response(request, reply, strlen(reply), &out, &is_unchanged), 0);
-    cr_assert(!is_unchanged);
-    json_t *completion = json_loads(out.data, 0, NULL);
-    cr_assert_not_null(completion);
-    json_object_del(completion, "created");
-    assert_json_eq(completion,
+    json_t *completion = harness_translated(&provider_anthropic, request, reply);
+    harness_assert_json_eq(completion,
                    "{\"id\":\"msg_01\",\"object\":\"chat.completion\",\"model\":\"claude\",\"choices\":[{\"index\":0,"
                    "\"message\":{\"role\":\"assistant\",\"content\":\"Let me check.\",\"refusal\":null,\"tool_calls\":["
                    "{\"id\":\"toolu_9\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\","
@@ -233,7 +207,6 @@ Test(providers_anthropic, complete_answer_with_text_tools_and_cache_usage)
     cr_assert_eq(request->usage.prompt_tokens, 115);
     cr_assert_eq(request->usage.cached_tokens, 100);
     json_decref(completion);
-    buf_free(&out);
     harness_request_free(request);
 }
 
@@ -482,5 +455,83 @@ Test(providers_anthropic, garbage_event_fails_the_stream)
     char *output = harness_run_stream(request, &provider_anthropic, stream, strlen(stream), NULL, 0, &run);
     cr_assert(run.is_failed);
     free(output);
+    harness_request_free(request);
+}
+
+/* response_format asks for the answer as one forced tool call whose input
+ * schema is the wanted schema; that tool's input comes back as the content. */
+Test(providers_anthropic, response_format_becomes_a_forced_tool)
+{
+    provider_call_t call = {0};
+    request_t *request;
+    json_t *sent = built_body("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"Paris?\"}],"
+                              "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"city\","
+                              "\"strict\":true,\"schema\":{\"type\":\"object\",\"properties\":{\"name\":{\"type\":"
+                              "\"string\"}},\"required\":[\"name\"]}}}}",
+                              &call, &request);
+    harness_assert_json_eq(json_object_get(sent, "tools"),
+                   "[{\"name\":\"city\",\"description\":\"Give the answer as this tool's input: a JSON object.\","
+                   "\"input_schema\":{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"}},"
+                   "\"required\":[\"name\"]}}]");
+    harness_assert_json_eq(json_object_get(sent, "tool_choice"), "{\"type\":\"tool\",\"name\":\"city\"}");
+    json_decref(sent);
+    harness_call_free(&call);
+    harness_request_free(request);
+
+    sent = built_body("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+                      "\"response_format\":{\"type\":\"json_object\"}}",
+                      &call, &request);
+    harness_assert_json_eq(json_object_get(sent, "tools"),
+                   "[{\"name\":\"json_response\",\"description\":\"Give the answer as this tool's input: a JSON "
+                   "object.\",\"input_schema\":{\"type\":\"object\"}}]");
+    harness_assert_json_eq(json_object_get(sent, "tool_choice"), "{\"type\":\"tool\",\"name\":\"json_response\"}");
+    const char *reply = "{\"id\":\"msg_j\",\"content\":[{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":"
+                        "\"json_response\",\"input\":{\"name\":\"Paris\"}}],\"stop_reason\":\"tool_use\","
+                        "\"usage\":{\"input_tokens\":5,\"output_tokens\":7}}";
+    json_t *completion = harness_translated(&provider_anthropic, request, reply);
+    const json_t *choice = json_array_get(json_object_get(completion, "choices"), 0);
+    harness_assert_json_eq(json_object_get(choice, "message"),
+                   "{\"role\":\"assistant\",\"content\":\"{\\\"name\\\":\\\"Paris\\\"}\",\"refusal\":null}");
+    cr_assert_str_eq(json_string_value(json_object_get(choice, "finish_reason")), "stop");
+    json_decref(completion);
+    json_decref(sent);
+    harness_call_free(&call);
+    harness_request_free(request);
+
+    /* with client tools the format tool cannot be forced: refused, not silently dropped */
+    request = harness_request(&provider, "claude",
+                              "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+                              "\"response_format\":{\"type\":\"json_object\"},"
+                              "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}");
+    cr_assert_eq(provider_anthropic.build_call(request, &call), PROVIDER_CALL_REJECTED);
+    cr_assert_eq(request->status, 400);
+    harness_request_free(request);
+}
+
+Test(providers_anthropic, response_format_stream_sends_the_tool_input_as_content)
+{
+    static const char stream[] =
+        "event: message_start\n"
+        "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_4\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n"
+        "event: content_block_start\n"
+        "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\","
+        "\"name\":\"json_response\",\"input\":{}}}\n\n"
+        "event: content_block_delta\n"
+        "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\"}}\n\n"
+        "event: content_block_delta\n"
+        "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"ok\\\":\"}}\n\n"
+        "event: content_block_delta\n"
+        "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"true}\"}}\n\n"
+        "event: message_delta\n"
+        "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":4}}\n\n"
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    request_t *request = harness_request(&provider, "claude",
+                                         "{\"model\":\"m\",\"stream\":true,\"messages\":[],"
+                                         "\"response_format\":{\"type\":\"json_object\"}}");
+    harness_summary_t summary;
+    harness_summarise_every_cut(request, &provider_anthropic, stream, strlen(stream), &summary);
+    cr_assert_eq(summary.tool_count, 0, "the forced tool is the answer, not a tool call");
+    cr_assert_str_eq(summary.content, "{\"ok\":true}");
+    cr_assert_str_eq(summary.finish_reason, "stop");
     harness_request_free(request);
 }

@@ -11,19 +11,6 @@ TestSuite(anthropic_in, .fini = unit_leak_check);
 
 static provider_config_t provider = {.name = "p", .type = PROVIDER_OPENAI, .base_url = "http://x/v1"};
 
-static void assert_json_eq(const json_t *actual, const char *expected_text)
-{
-    json_error_t error;
-    json_t *expected = json_loads(expected_text, 0, &error);
-    cr_assert_not_null(expected, "expected JSON does not parse: %s", error.text);
-    char *actual_text = json_dumps(actual, JSON_COMPACT | JSON_SORT_KEYS);
-    char *wanted_text = json_dumps(expected, JSON_COMPACT | JSON_SORT_KEYS);
-    cr_assert(json_equal(actual, expected), "got      %s\nexpected %s", actual_text, wanted_text);
-    free(actual_text);
-    free(wanted_text);
-    json_decref(expected);
-}
-
 static json_t *translate(const char *anthropic)
 {
     json_t *body = json_loads(anthropic, 0, NULL);
@@ -52,7 +39,7 @@ Test(anthropic_in, request_with_system_images_tools_and_results)
         "\"text\",\"text\":\"18C\"}]},{\"type\":\"text\",\"text\":\"thanks\"}]}],"
         "\"tools\":[{\"name\":\"w\",\"description\":\"weather\",\"input_schema\":{\"type\":\"object\"}}],"
         "\"tool_choice\":{\"type\":\"any\",\"disable_parallel_tool_use\":true}}");
-    assert_json_eq(openai,
+    harness_assert_json_eq(openai,
                    "{\"model\":\"claude\",\"max_tokens\":100,\"temperature\":0.2,\"stop\":[\"Z\"],\"user\":\"u\","
                    "\"stream\":true,\"stream_options\":{\"include_usage\":true},\"messages\":["
                    "{\"role\":\"system\",\"content\":\"A\\n\\nB\"},"
@@ -72,9 +59,9 @@ Test(anthropic_in, tool_choice_variants_and_string_content)
 {
     json_t *openai = translate("{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
                                "\"tools\":[{\"name\":\"f\"}],\"tool_choice\":{\"type\":\"tool\",\"name\":\"f\"}}");
-    assert_json_eq(json_object_get(openai, "tool_choice"), "{\"type\":\"function\",\"function\":{\"name\":\"f\"}}");
-    assert_json_eq(json_object_get(openai, "messages"), "[{\"role\":\"user\",\"content\":\"hi\"}]");
-    assert_json_eq(json_object_get(json_object_get(json_array_get(json_object_get(openai, "tools"), 0), "function"),
+    harness_assert_json_eq(json_object_get(openai, "tool_choice"), "{\"type\":\"function\",\"function\":{\"name\":\"f\"}}");
+    harness_assert_json_eq(json_object_get(openai, "messages"), "[{\"role\":\"user\",\"content\":\"hi\"}]");
+    harness_assert_json_eq(json_object_get(json_object_get(json_array_get(json_object_get(openai, "tools"), 0), "function"),
                                    "parameters"),
                    "{\"type\":\"object\",\"properties\":{}}");
     json_decref(openai);
@@ -117,7 +104,7 @@ Test(anthropic_in, response_with_text_tool_use_and_usage)
     buf_init(&out);
     cr_assert_eq(anthropic_in_response(request, completion, strlen(completion), &out), 0);
     json_t *message = json_loads(out.data, 0, NULL);
-    assert_json_eq(message,
+    harness_assert_json_eq(message,
                    "{\"id\":\"msg_test\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-via-gateway\","
                    "\"content\":[{\"type\":\"text\",\"text\":\"Sure.\"},{\"type\":\"tool_use\",\"id\":\"call_1\","
                    "\"name\":\"w\",\"input\":{\"c\":1}}],\"stop_reason\":\"tool_use\",\"stop_sequence\":null,"

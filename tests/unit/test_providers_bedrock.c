@@ -231,19 +231,6 @@ static provider_config_t bedrock = {
     .default_max_tokens = 4096,
 };
 
-static void assert_json_eq(const json_t *actual, const char *expected_text)
-{
-    json_error_t error;
-    json_t *expected = json_loads(expected_text, 0, &error);
-    cr_assert_not_null(expected, "expected JSON does not parse: %s", error.text);
-    char *actual_text = json_dumps(actual, JSON_COMPACT | JSON_SORT_KEYS);
-    char *wanted_text = json_dumps(expected, JSON_COMPACT | JSON_SORT_KEYS);
-    cr_assert(json_equal(actual, expected), "got      %s\nexpected %s", actual_text, wanted_text);
-    free(actual_text);
-    free(wanted_text);
-    json_decref(expected);
-}
-
 Test(providers_bedrock, converse_body_url_and_a_signature_that_verifies)
 {
     request_t *request = harness_request(
@@ -262,7 +249,7 @@ Test(providers_bedrock, converse_body_url_and_a_signature_that_verifies)
     cr_assert_str_eq(call.url, "https://bedrock-runtime.us-west-2.amazonaws.com/model/"
                                "anthropic.claude-3-haiku-20240307-v1%3A0/converse");
     json_t *sent = json_loadb(call.body, call.body_length, 0, NULL);
-    assert_json_eq(sent,
+    harness_assert_json_eq(sent,
                    "{\"messages\":[{\"role\":\"user\",\"content\":[{\"text\":\"Look\"},{\"image\":{\"format\":\"png\","
                    "\"source\":{\"bytes\":\"iVBO\"}}}]},"
                    "{\"role\":\"assistant\",\"content\":[{\"toolUse\":{\"toolUseId\":\"t1\",\"name\":\"f\",\"input\":{\"a\":1}}}]},"
@@ -326,14 +313,9 @@ Test(providers_bedrock, complete_answer_and_errors)
         "{\"output\":{\"message\":{\"role\":\"assistant\",\"content\":[{\"text\":\"Sure.\"},{\"toolUse\":{\"toolUseId\":"
         "\"tooluse_1\",\"name\":\"f\",\"input\":{\"a\":1}}}]}},\"stopReason\":\"tool_use\",\"usage\":{\"inputTokens\":"
         "10,\"outputTokens\":5,\"totalTokens\":15,\"cacheReadInputTokens\":4}}";
-    buf_t out;
-    buf_init(&out);
-    bool is_unchanged;
-    cr_assert_eq(provider_bedrock.translate_response(request, reply, strlen(reply), &out, &is_unchanged), 0);
-    json_t *completion = json_loads(out.data, 0, NULL);
-    json_object_del(completion, "created");
+    json_t *completion = harness_translated(&provider_bedrock, request, reply);
     json_object_del(completion, "id");
-    assert_json_eq(completion,
+    harness_assert_json_eq(completion,
                    "{\"object\":\"chat.completion\",\"model\":\"x\",\"choices\":[{\"index\":0,\"message\":{\"role\":"
                    "\"assistant\",\"content\":\"Sure.\",\"refusal\":null,\"tool_calls\":[{\"id\":\"tooluse_1\",\"type\":"
                    "\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\":1}\"}}]},\"logprobs\":null,"
@@ -341,7 +323,6 @@ Test(providers_bedrock, complete_answer_and_errors)
                    "\"total_tokens\":19,\"prompt_tokens_details\":{\"cached_tokens\":4},\"completion_tokens_details\":"
                    "{\"reasoning_tokens\":0}}}");
     json_decref(completion);
-    buf_free(&out);
     provider_error_t error = {0};
     const char *throttled = "{\"message\":\"Too many requests, please wait before trying again.\"}";
     provider_bedrock.translate_error(request, 429, throttled, strlen(throttled), &error);
@@ -495,5 +476,46 @@ Test(providers_azure, v1_base_url_is_openai_shaped)
     cr_assert_eq(error.status, 401);
     cr_assert_str_eq(error.message, "Access denied due to invalid subscription key.");
     harness_call_free(&call);
+    harness_request_free(request);
+}
+
+/* The error kind comes from the x-amzn-errortype header (text before ':'),
+ * else the body's __type; it is error.code and, when known, sets the type. */
+Test(providers_bedrock, error_kind_from_the_errortype_header)
+{
+    request_t *request = harness_request(&bedrock, "m", "{\"model\":\"m\",\"messages\":[]}");
+    static const struct {
+        long status;
+        const char *header, *body, *code, *type;
+    } cases[] = {
+        {429, "ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/",
+         "{\"message\":\"Too many requests\"}", "ThrottlingException", "rate_limit_error"},
+        {400, "ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/",
+         "{\"message\":\"bad input\"}", "ValidationException", "invalid_request_error"},
+        {404, "ResourceNotFoundException:http://internal.amazon.com/coral/com.amazon.bedrock/",
+         "{\"message\":\"no such model\"}", "ResourceNotFoundException", "not_found_error"},
+        {408, "ModelTimeoutException", "{\"message\":\"slow\"}", "ModelTimeoutException", "api_error"},
+        {403, "UnrecognizedClientException:http://internal.amazon.com/coral/com.amazon.coral.service/",
+         "{\"message\":\"bad token\"}", "UnrecognizedClientException", "permission_error"},
+        {400, NULL, "{\"__type\":\"com.amazon.coral.validate#ValidationException\",\"message\":\"x\"}",
+         "ValidationException", "invalid_request_error"},
+        {500, NULL, "{\"message\":\"boom\"}", NULL, "api_error"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        provider_reply_headers_t headers = {.error_type = cases[i].header};
+        provider_error_t error = {.reply_headers = &headers};
+        provider_bedrock.translate_error(request, cases[i].status, cases[i].body, strlen(cases[i].body), &error);
+        cr_assert_eq(error.status, cases[i].status);
+        cr_assert_str_eq(error.type, cases[i].type, "case %zu", i);
+        if (cases[i].code == NULL)
+            cr_assert_null(error.code, "case %zu", i);
+        else
+            cr_assert_str_eq(error.code, cases[i].code, "case %zu", i);
+    }
+    provider_error_t without_headers = {0};
+    const char *body = "{\"message\":\"slow down\"}";
+    provider_bedrock.translate_error(request, 429, body, strlen(body), &without_headers);
+    cr_assert_null(without_headers.code);
+    cr_assert_str_eq(without_headers.type, "rate_limit_error");
     harness_request_free(request);
 }

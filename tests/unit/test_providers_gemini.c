@@ -21,27 +21,7 @@ static provider_config_t provider = {
 
 static json_t *built_body(const char *body, provider_call_t *call, request_t **request_out)
 {
-    request_t *request = harness_request(&provider, "gemini-2.5-flash", body);
-    cr_assert_eq(provider_gemini.build_call(request, call), 0, "build_call failed: %s",
-                 request->error_message ? request->error_message : "");
-    json_error_t error;
-    json_t *sent = json_loadb(call->body, call->body_length, 0, &error);
-    cr_assert_not_null(sent, "upstream body is not JSON: %s", error.text);
-    *request_out = request;
-    return sent;
-}
-
-static void assert_json_eq(const json_t *actual, const char *expected_text)
-{
-    json_error_t error;
-    json_t *expected = json_loads(expected_text, 0, &error);
-    cr_assert_not_null(expected, "expected JSON does not parse: %s", error.text);
-    char *actual_text = json_dumps(actual, JSON_COMPACT | JSON_SORT_KEYS);
-    char *wanted_text = json_dumps(expected, JSON_COMPACT | JSON_SORT_KEYS);
-    cr_assert(json_equal(actual, expected), "got      %s\nexpected %s", actual_text, wanted_text);
-    free(actual_text);
-    free(wanted_text);
-    json_decref(expected);
+    return harness_built_body(&provider_gemini, &provider, "gemini-2.5-flash", body, call, request_out);
 }
 
 Test(providers_gemini, request_with_system_and_generation_config)
@@ -57,7 +37,7 @@ Test(providers_gemini, request_with_system_and_generation_config)
         "\"temperature\":0.3,\"top_p\":0.9,\"max_tokens\":100,\"stop\":[\"a\",\"b\"],\"seed\":7,"
         "\"response_format\":{\"type\":\"json_object\"}}",
         &call, &request);
-    assert_json_eq(sent,
+    harness_assert_json_eq(sent,
                    "{\"contents\":[{\"role\":\"user\",\"parts\":[{\"text\":\"Hi\"}]},"
                    "{\"role\":\"model\",\"parts\":[{\"text\":\"Hello!\"}]},"
                    "{\"role\":\"user\",\"parts\":[{\"text\":\"Look\"},"
@@ -109,7 +89,7 @@ Test(providers_gemini, stream_url_and_json_schema)
                               "\"schema\":{\"type\":\"object\"}}}}",
                               &call, &request);
     cr_assert_str_eq(call.url, "https://gemini.test/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse");
-    assert_json_eq(json_object_get(sent, "generationConfig"),
+    harness_assert_json_eq(json_object_get(sent, "generationConfig"),
                    "{\"responseMimeType\":\"application/json\",\"responseJsonSchema\":{\"type\":\"object\"}}");
     json_decref(sent);
     harness_call_free(&call);
@@ -133,7 +113,7 @@ Test(providers_gemini, function_call_round_trip)
         "{\"type\":\"function\",\"function\":{\"name\":\"get_time\"}}],"
         "\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}}",
         &call, &request);
-    assert_json_eq(json_object_get(sent, "contents"),
+    harness_assert_json_eq(json_object_get(sent, "contents"),
                    "[{\"role\":\"user\",\"parts\":[{\"text\":\"Weather?\"}]},"
                    "{\"role\":\"model\",\"parts\":["
                    "{\"functionCall\":{\"name\":\"get_weather\",\"args\":{\"city\":\"Paris\"}},\"thoughtSignature\":\"SIG+/=\"},"
@@ -141,11 +121,11 @@ Test(providers_gemini, function_call_round_trip)
                    "{\"role\":\"user\",\"parts\":["
                    "{\"functionResponse\":{\"name\":\"get_weather\",\"response\":{\"temp\":18}}},"
                    "{\"functionResponse\":{\"name\":\"get_time\",\"response\":{\"result\":\"noon\"}}}]}]");
-    assert_json_eq(json_object_get(sent, "tools"),
+    harness_assert_json_eq(json_object_get(sent, "tools"),
                    "[{\"functionDeclarations\":[{\"name\":\"get_weather\",\"description\":\"W\","
                    "\"parametersJsonSchema\":{\"type\":\"object\",\"additionalProperties\":false}},"
                    "{\"name\":\"get_time\"}]}]");
-    assert_json_eq(json_object_get(sent, "toolConfig"),
+    harness_assert_json_eq(json_object_get(sent, "toolConfig"),
                    "{\"functionCallingConfig\":{\"mode\":\"ANY\",\"allowedFunctionNames\":[\"get_weather\"]}}");
     json_decref(sent);
     harness_call_free(&call);
@@ -198,13 +178,8 @@ Test(providers_gemini, complete_answer_with_function_call_and_thoughts)
         "\"thoughtSignature\":\"abc=\"}]},\"finishReason\":\"STOP\",\"index\":0}],"
         "\"usageMetadata\":{\"promptTokenCount\":29,\"candidatesTokenCount\":15,\"thoughtsTokenCount\":45,"
         "\"cachedContentTokenCount\":8,\"totalTokenCount\":89},\"responseId\":\"resp1\"}";
-    buf_t out;
-    buf_init(&out);
-    bool is_unchanged = true;
-    cr_assert_eq(provider_gemini.translate_response(request, reply, strlen(reply), &out, &is_unchanged), 0);
-    json_t *completion = json_loads(out.data, 0, NULL);
-    json_object_del(completion, "created");
-    assert_json_eq(completion,
+    json_t *completion = harness_translated(&provider_gemini, request, reply);
+    harness_assert_json_eq(completion,
                    "{\"id\":\"resp1\",\"object\":\"chat.completion\",\"model\":\"g\",\"choices\":[{\"index\":0,"
                    "\"message\":{\"role\":\"assistant\",\"content\":\"Checking.\",\"refusal\":null,\"tool_calls\":["
                    "{\"id\":\"call_test_0~ts~abc=\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\","
@@ -212,7 +187,6 @@ Test(providers_gemini, complete_answer_with_function_call_and_thoughts)
                    "\"usage\":{\"prompt_tokens\":29,\"completion_tokens\":60,\"total_tokens\":89,"
                    "\"prompt_tokens_details\":{\"cached_tokens\":8},\"completion_tokens_details\":{\"reasoning_tokens\":45}}}");
     json_decref(completion);
-    buf_free(&out);
     harness_request_free(request);
 }
 
@@ -283,7 +257,7 @@ Test(providers_gemini, embeddings_batch)
     cr_assert_eq(provider_gemini.build_call(request, &call), 0);
     cr_assert_str_eq(call.url, "https://gemini.test/v1beta/models/text-embedding-004:batchEmbedContents");
     json_t *sent = json_loads(call.body, 0, NULL);
-    assert_json_eq(sent, "{\"requests\":[{\"model\":\"models/text-embedding-004\",\"content\":{\"parts\":[{\"text\":\"a\"}]},"
+    harness_assert_json_eq(sent, "{\"requests\":[{\"model\":\"models/text-embedding-004\",\"content\":{\"parts\":[{\"text\":\"a\"}]},"
                          "\"outputDimensionality\":3},{\"model\":\"models/text-embedding-004\",\"content\":{\"parts\":"
                          "[{\"text\":\"b\"}]},\"outputDimensionality\":3}]}");
     json_decref(sent);
@@ -293,7 +267,7 @@ Test(providers_gemini, embeddings_batch)
     bool is_unchanged;
     cr_assert_eq(provider_gemini.translate_response(request, reply, strlen(reply), &out, &is_unchanged), 0);
     json_t *list = json_loads(out.data, 0, NULL);
-    assert_json_eq(list, "{\"object\":\"list\",\"model\":\"text-embedding-004\",\"data\":[{\"object\":\"embedding\",\"index\":0,"
+    harness_assert_json_eq(list, "{\"object\":\"list\",\"model\":\"text-embedding-004\",\"data\":[{\"object\":\"embedding\",\"index\":0,"
                          "\"embedding\":[0.5,1.0,-1.0]},{\"object\":\"embedding\",\"index\":1,\"embedding\":[0.0,0.25,1]}],"
                          "\"usage\":{\"prompt_tokens\":0,\"total_tokens\":0}}");
     json_decref(list);

@@ -158,6 +158,12 @@ describe('sluice-mock', { timeout: 30000 }, () => {
         assert.deepEqual(JSON.parse(input), { city: 'Lima' });
         assert.equal(events.find((e) => e.headers[':event-type'] === 'messageStop').payload.stopReason, 'tool_use');
 
+        // the @mock directives are not part of the question: the argument is still the city
+        const r1 = await signedPost(bedrockPath('m', 'converse'), converse('s', 'weather in Paris @mock chunks=4', { toolConfig }));
+        const body1 = await r1.json();
+        const toolUse = body1.output.message.content.find((b) => b.toolUse).toolUse;
+        assert.deepEqual(toolUse.input, { city: 'Paris' });
+
         const r2 = await signedPost(bedrockPath('m', 'converse-stream'), converse('s', 'x @mock error_after=1'));
         const ev2 = decodeEventStream(Buffer.from(await r2.arrayBuffer()));
         assert.equal(ev2.at(-1).headers[':message-type'], 'exception');
