@@ -19,7 +19,7 @@ work=${FUZZ_WORK:-/tmp/sluice-fuzz}
 cc=${CC_FUZZ:-clang}
 mkdir -p "$work/obj" "$work/artifacts"
 
-deps="libevent libevent_pthreads libcurl openssl jansson yaml-0.1"
+deps="libevent libevent_pthreads libcurl openssl jansson yaml-0.1 hiredis"
 cflags="-g -O1 -std=c17 -D_GNU_SOURCE -DSLUICE_VERSION=\"fuzz\" -I$root/include $(pkg-config --cflags $deps)"
 sanitize="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 libs="$(pkg-config --libs $deps) -lpthread -lm"
