@@ -136,8 +136,30 @@ static int sha256_of_json(const char *domain, json_t *value, unsigned char out[C
     return rc;
 }
 
+/* /v1/embeddings: the same input (string, strings or token arrays, as sent),
+ * resolved model, dimensions and encoding format (absent = float) in the
+ * same scope give the same vectors. */
+static int embeddings_key(request_t *request, const char *scope, unsigned char key[CACHE_KEY_LENGTH])
+{
+    const json_t *input = json_object_get(request->body, "input");
+    const json_t *dimensions = json_object_get(request->body, "dimensions");
+    const char *format = json_string_value(json_object_get(request->body, "encoding_format"));
+    if (input == NULL)
+        return -1;
+    json_t *root = json_pack("{s:s, s:s, s:O, s:O, s:s}", "scope", scope, "model", request->route_model, "input",
+                             input, "dimensions", dimensions ? dimensions : json_null(), "encoding_format",
+                             format ? format : "float");
+    if (root == NULL)
+        return -1;
+    int rc = sha256_of_json("sluice-cache-embeddings-v1\n", root, key);
+    json_decref(root);
+    return rc;
+}
+
 static int exact_key(request_t *request, const char *scope, unsigned char key[CACHE_KEY_LENGTH])
 {
+    if (request->endpoint == ENDPOINT_EMBEDDINGS)
+        return embeddings_key(request, scope, key);
     json_t *messages = json_array();
     size_t index;
     const json_t *message;
@@ -176,8 +198,11 @@ cache_request_t *cache_request_begin(request_t *request)
 {
     const config_t *config = request->config;
     const cache_config_t *cache = &config->cache;
-    /* /v1/messages replies are re-encoded for Anthropic clients: hits are only served in OpenAI's format. */
-    if (!cache->is_enabled || request->endpoint != ENDPOINT_CHAT_COMPLETIONS || request->is_anthropic_api ||
+    /* /v1/messages replies are re-encoded for Anthropic clients: hits are only served in OpenAI's format.
+     * /v1/embeddings is cached exactly (the same input gives the same vectors). */
+    bool is_embeddings = request->endpoint == ENDPOINT_EMBEDDINGS;
+    if (!cache->is_enabled || (request->endpoint != ENDPOINT_CHAT_COMPLETIONS && !is_embeddings) ||
+        request->is_anthropic_api ||
         request->shadow_of != NULL || request->body == NULL || request->route_model == NULL)
         return NULL;
     cache_request_t *state = arena_alloc(&request->arena, sizeof *state);
@@ -195,6 +220,8 @@ cache_request_t *cache_request_begin(request_t *request)
     state->exact_ttl_s = model && model->exact_ttl_s > 0 ? model->exact_ttl_s : cache->exact_ttl_s;
     state->semantic_ttl_s = model && model->semantic_ttl_s > 0 ? model->semantic_ttl_s : cache->semantic_ttl_s;
     state->threshold = (float)(model && model->threshold > 0 ? model->threshold : cache->threshold);
+    if (is_embeddings)
+        state->is_semantic_enabled = false; /* an embedding of a paraphrase is another embedding */
 
     const char *control = request_header(request, "x-sluice-cache");
     if (control != NULL && strcasecmp(control, "skip") == 0)
@@ -421,7 +448,9 @@ void cache_serve_hit(request_t *request, const cache_found_t *found, const char 
     request_add_header(request, "x-sluice-provider", "cache");
     request_add_header(request, "x-sluice-model", model ? model : "");
     request_add_header(request, "x-sluice-cost-usd", "0.00000000");
-    if (content == NULL || finish_reason == NULL) {
+    const json_t *embeddings = json_object_get(answer, "embeddings");
+    char *embeddings_text = json_is_object(embeddings) ? json_dumps(embeddings, JSON_COMPACT) : NULL;
+    if (embeddings_text == NULL && (content == NULL || finish_reason == NULL)) {
         json_decref(answer);
         request_reply_error(request, 500, "api_error", "internal_error", NULL, "cached answer is unreadable");
         return;
@@ -430,7 +459,10 @@ void cache_serve_hit(request_t *request, const cache_found_t *found, const char 
     if (state->is_saved_priced)
         atomic_fetch_add_explicit(&saved_nano_usd, (uint64_t)(state->saved_usd * 1e9), memory_order_relaxed);
     request->upstream_model = arena_strdup(&request->arena, model ? model : "");
-    if (request->is_stream) {
+    if (embeddings_text != NULL) {
+        request_reply_json(request, 200, embeddings_text, strlen(embeddings_text));
+        free(embeddings_text);
+    } else if (request->is_stream) {
         request->usage = usage; /* for the usage chunk, if the client asked */
         write_stream(request, content, finish_reason);
     } else {
@@ -551,7 +583,59 @@ static bool is_admissible(const config_t *config, const assembled_t *answer, con
     return false;
 }
 
+static json_t *stored_completion(request_t *request, cache_request_t *state);
+static void admit_text(request_t *request, cache_request_t *state, char *text);
+
+/* An embeddings answer as the client was sent it ({"object":"list","data":[{"embedding":…}],…}),
+ * wrapped for the store; NULL when it is not one. */
+static json_t *stored_embeddings(const buf_t *capture)
+{
+    json_t *root = capture->length > 0 ? json_loadb(capture->data, capture->length, 0, NULL) : NULL;
+    const json_t *data = json_object_get(root, "data");
+    bool is_complete = json_is_array(data) && json_array_size(data) > 0;
+    size_t index;
+    const json_t *item;
+    json_array_foreach(data, index, item)
+    {
+        const json_t *embedding = json_object_get(item, "embedding");
+        is_complete &= (json_is_array(embedding) && json_array_size(embedding) > 0) || json_is_string(embedding);
+    }
+    if (!is_complete) {
+        json_decref(root);
+        return NULL;
+    }
+    usage_t usage = {0};
+    usage_from_openai(json_object_get(root, "usage"), &usage);
+    const char *model = json_string_value(json_object_get(root, "model"));
+    return json_pack("{s:o, s:s, s:{s:I, s:I}}", "embeddings", root, "model", model ? model : "", "usage",
+                     "prompt_tokens", (json_int_t)usage.prompt_tokens, "completion_tokens", (json_int_t)0);
+}
+
 static void admit(request_t *request, cache_request_t *state)
+{
+    json_t *stored = NULL;
+    if (request->endpoint == ENDPOINT_EMBEDDINGS) {
+        if ((stored = stored_embeddings(&state->capture)) == NULL) {
+            log_debug("cache: not admitting %s: not a complete embeddings list", request->id);
+            cache_count(CACHE_COUNT_REJECTED);
+            return;
+        }
+    } else {
+        stored = stored_completion(request, state);
+        if (stored == NULL)
+            return;
+    }
+    char *text = json_dumps(stored, JSON_COMPACT);
+    json_decref(stored);
+    if (text == NULL) {
+        cache_count(CACHE_COUNT_STORE_ERRORS);
+        return;
+    }
+    admit_text(request, state, text);
+}
+
+/* A chat answer reduced to what a hit needs; NULL (counted) when it does not qualify. */
+static json_t *stored_completion(request_t *request, cache_request_t *state)
 {
     assembled_t answer = {.request = request};
     buf_init(&answer.content);
@@ -560,7 +644,7 @@ static void admit(request_t *request, cache_request_t *state)
         log_debug("cache: not admitting %s: %s", request->id, reason);
         cache_count(CACHE_COUNT_REJECTED);
         buf_free(&answer.content);
-        return;
+        return NULL;
     }
     json_t *stored = json_pack("{s:s, s:s, s:s, s:s, s:{s:I, s:I}}", "content",
                                answer.content.data ? answer.content.data : "", "finish_reason", answer.finish_reason,
@@ -568,13 +652,15 @@ static void admit(request_t *request, cache_request_t *state)
                                "provider", request->provider ? request->provider->name : "", "usage",
                                "prompt_tokens", (json_int_t)answer.usage.prompt_tokens, "completion_tokens",
                                (json_int_t)answer.usage.completion_tokens);
-    char *text = stored ? json_dumps(stored, JSON_COMPACT) : NULL;
-    json_decref(stored);
     buf_free(&answer.content);
-    if (text == NULL) {
+    if (stored == NULL)
         cache_count(CACHE_COUNT_STORE_ERRORS);
-        return;
-    }
+    return stored;
+}
+
+/* Stores text (malloc'd, taken) under the request's key, locally and in Redis. */
+static void admit_text(request_t *request, cache_request_t *state, char *text)
+{
     uint64_t now = wall_ms();
     cache_record_t record = {
         .partition = state->vector ? state->partition : 0,

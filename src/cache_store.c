@@ -291,7 +291,7 @@ static void remove_slot(cache_store_t *store, uint32_t slot)
         uint32_t moved = vindex_remove_at(partition->index, entry->vector_position);
         if (moved != NONE)
             store->entries[moved].vector_position = entry->vector_position;
-        store->bytes -= (size_t)vindex_dim(partition->index) + 8;
+        store->bytes -= vindex_row_bytes(vindex_dim(partition->index));
         store->vectors--;
         if (vindex_count(partition->index) == 0)
             drop_partition(store, entry->partition_slot);
@@ -427,7 +427,7 @@ int cache_store_put(cache_store_t *store, const cache_record_t *record, uint64_t
                 entry->partition = record->partition;
                 entry->partition_slot = part;
                 entry->vector_position = (size_t)position;
-                store->bytes += (size_t)record->dim + 8;
+                store->bytes += vindex_row_bytes(record->dim);
                 store->vectors++;
             } else {
                 if (part != NONE && vindex_count(store->partitions[part].index) == 0)

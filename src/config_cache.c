@@ -25,8 +25,11 @@
 #include "config_loader.h"
 
 /* The shipped threshold for the builtin embedder: the lowest one that keeps
- * false hits at or below 1 % on tests/data/cache-pairs.jsonl (docs/caching.md). */
-#define CACHE_DEFAULT_THRESHOLD 0.82
+ * both false-hit figures at or below 1 % on the tuning set
+ * (tests/data/cache-pairs.jsonl) and on the held-out set
+ * (tests/data/cache-pairs-holdout.jsonl); 0.82 passed the first only
+ * (docs/caching.md). */
+#define CACHE_DEFAULT_THRESHOLD 0.86
 
 int loader_bool(loader_t *loader, const yaml_node_t *node, const char *path, bool *out)
 {

@@ -1,10 +1,14 @@
-/* vindex.h — an in-process vector index: exact int8 scan of one partition.
+/* vindex.h — an in-process vector index for one partition.
  *
  * Vectors (unit length) are quantised to int8 with a per-vector scale and
- * kept contiguously, row after row, so a search is one linear pass the
- * compiler turns into SIMD multiply-adds (AVX2 where the CPU has it). The
- * scan is exact over the quantised vectors: no recall loss beyond int8
- * rounding (about 0.005 in cosine). Rows are addressed by position; removal
+ * kept contiguously, row after row, with a 256-bit SimHash code per row in a
+ * second contiguous array. Below VINDEX_PREFILTER_MIN_ROWS rows a search is
+ * an exact int8 scan (AVX2 multiply-adds; int8 rounding costs about 0.005 in
+ * cosine). From there on it popcounts the query's code against every row's
+ * (32 bytes a row), keeps the VINDEX_PREFILTER_CANDIDATES nearest and
+ * rescores those exactly: approximate (recall@1 measured in
+ * bench/cache-bench.c), but a returned score is always the exact int8 score,
+ * so the minimum score is never loosened. Rows are addressed by position; removal
  * moves the last row into the hole and says whose row moved, so the owner can
  * keep its id → position map in step. Not thread-safe: the cache store
  * serialises writers and lets readers share. */
@@ -16,6 +20,21 @@
 
 /* Owner: whoever created it (a cache store partition); vindex_free. */
 typedef struct vindex vindex_t;
+
+enum {
+    VINDEX_SIGN_BITS = 256,
+    VINDEX_PREFILTER_MIN_ROWS = 8192,
+    VINDEX_PREFILTER_CANDIDATES = 1024,
+    VINDEX_MAX_CANDIDATES = 4096,
+};
+
+/* Process-wide tuning (benchmarks and tests; call before any search):
+ * partitions with fewer than min_rows rows are scanned exactly; larger ones
+ * rescore the `candidates` nearest codes (at most VINDEX_MAX_CANDIDATES). */
+void vindex_set_prefilter(size_t min_rows, size_t candidates);
+
+/* Bytes one row costs: int8 code, sign code, scale and id. */
+size_t vindex_row_bytes(int dim);
 
 vindex_t *vindex_new(int dim);
 void vindex_free(vindex_t *index);

@@ -231,6 +231,35 @@ describe('cache', { skip: !present.ok && `missing ${present.missing}` }, () => {
         assert.equal((await admin('invalidate', {})).status, 400);
     });
 
+    test('/v1/embeddings is cached exactly: same input, model, dimensions and scope', async () => {
+        const input = `Embed this sentence ${unique()}`;
+        const embed = (body, key = stack.secrets.app) =>
+            post(stack.gw, 'embeddings', { model: 'fast', input, ...body }, { key });
+        const embedCalls = async () => (await stack.mock.requests())
+            .filter((r) => r.path.endsWith('/embeddings') && JSON.stringify(r.body ?? '').includes(input)).length;
+        const first = await embed({});
+        assert.equal(first.status, 200, first.text);
+        assert.equal(first.headers.get('x-sluice-cache'), 'miss');
+        const second = await embed({});
+        assert.equal(second.status, 200);
+        assert.equal(second.headers.get('x-sluice-cache'), 'hit');
+        assert.equal(second.headers.get('x-sluice-cache-layer'), 'exact');
+        assert.equal(second.headers.get('x-sluice-provider'), 'cache');
+        assert.deepEqual(second.json.data, first.json.data, 'the same vectors');
+        assert.equal(second.json.object, 'list');
+        assert.equal(await embedCalls(), 1);
+
+        assert.equal((await embed({ dimensions: 32 })).headers.get('x-sluice-cache'), 'miss', 'other dimensions');
+        assert.equal((await embed({ encoding_format: 'base64' })).headers.get('x-sluice-cache'), 'miss');
+        assert.equal((await embed({ encoding_format: 'float' })).headers.get('x-sluice-cache'), 'hit',
+            'float is the default format');
+        assert.equal((await embed({ input: [input] })).headers.get('x-sluice-cache'), 'miss', 'a list is another input');
+        assert.equal((await embed({}, stack.secrets.ops)).headers.get('x-sluice-cache'), 'miss', 'another key');
+        assert.equal((await embed({ input: `${input}.` })).headers.get('x-sluice-cache'), 'miss',
+            'no semantic layer for embeddings');
+        assert.equal(await embedCalls(), 6);
+    });
+
     test('access log and metrics carry the cache fields and the cost saved', async () => {
         const prompt = `How many days are in a leap year ${unique()}`;
         await ask(prompt);

@@ -1,11 +1,14 @@
 /* test_cache_store.c — the cache store: exact and vector lookups, per-way
  * expiry, LRU eviction by count and by bytes, invalidation. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sluice/cache_store.h"
 #include "sluice/embed.h"
+#include "sluice/vindex.h"
 #include "leak_check.h"
 
 TestSuite(cache_store, .fini = unit_leak_check);
@@ -175,5 +178,86 @@ Test(cache_store, invalidation_by_id_model_scope_text_and_all)
     cache_store_stats(store, &stats);
     cr_assert_eq(stats.entries, 0u);
     cr_assert_eq(stats.partitions, 0u, "empty partitions are released");
+    cache_store_free(store);
+}
+
+/* One big partition searched through the sign-bit prefilter (forced on at 32
+ * rows): expired and evicted entries are never served, live ones are found,
+ * and the byte count returns to its start when everything is gone. */
+static void random_vector(float *vector, unsigned *seed)
+{
+    double norm = 0;
+    for (int i = 0; i < DIM; i++) {
+        vector[i] = (float)rand_r(seed) / (float)RAND_MAX - 0.5f;
+        norm += (double)vector[i] * vector[i];
+    }
+    for (int i = 0; i < DIM; i++)
+        vector[i] = (float)(vector[i] / sqrt(norm));
+}
+
+static int put_vector(cache_store_t *store, int n, const float *vector, uint64_t now, uint64_t ttl)
+{
+    char name[16];
+    snprintf(name, sizeof name, "e%04d", n);
+    cache_record_t record = {.partition = 42, .dim = DIM, .vector = vector, .model = "fast", .scope = "key:a",
+                             .created_ms = now, .exact_expires_ms = now + ttl, .semantic_expires_ms = now + ttl,
+                             .answer = name, .answer_length = strlen(name)};
+    key_for(name, record.key);
+    return cache_store_put(store, &record, now);
+}
+
+static int found_answer(cache_store_t *store, arena_t *arena, const float *vector, uint64_t now, int n)
+{
+    cache_found_t found;
+    int rc = cache_store_search(store, 42, vector, DIM, 0.95f, now, arena, &found);
+    cr_assert_geq(rc, 0);
+    if (rc == 0)
+        return 0;
+    char name[16];
+    snprintf(name, sizeof name, "e%04d", n);
+    cr_assert_str_eq(found.answer, name, "a vector finds its own entry");
+    return 1;
+}
+
+Test(cache_store, prefilter_partition_under_ttl_and_eviction)
+{
+    enum { ROWS = 300, LIMIT = 200 };
+    vindex_set_prefilter(32, 16);
+    unsigned seed = 5;
+    static float vectors[ROWS][DIM];
+    cache_store_t *store = cache_store_new(LIMIT, 64 << 20);
+    cr_assert_not_null(store);
+    arena_t arena;
+    arena_init(&arena);
+    /* rows 0..99: short TTL; all inserted one millisecond apart */
+    for (int n = 0; n < ROWS; n++) {
+        random_vector(vectors[n], &seed);
+        cr_assert_eq(put_vector(store, n, vectors[n], 1000 + (uint64_t)n, n < 100 ? 150 : 100000), 0);
+    }
+    /* LIMIT entries: the 100 least recently used (0..99) were evicted */
+    for (int n = 0; n < ROWS; n++)
+        cr_assert_eq(found_answer(store, &arena, vectors[n], 1400, n), n >= 100, "entry %d", n);
+    /* refill 0..99 with a short TTL: that evicts 100 of 100..299 (the searches
+     * above stamped them all at 1400, so which 100 is the store's choice) */
+    for (int n = 0; n < 100; n++)
+        cr_assert_eq(put_vector(store, n, vectors[n], 2000 + (uint64_t)n, 150), 0);
+    int live = 0;
+    for (int n = 0; n < ROWS; n++) {
+        int found = found_answer(store, &arena, vectors[n], 2100, n);
+        if (n < 100)
+            cr_assert(found, "entry %d", n);
+        live += n >= 100 && found;
+    }
+    cr_assert_eq(live, 100);
+    /* after their TTL, 0..99 are not served though they are still stored */
+    int still = 0;
+    for (int n = 0; n < ROWS; n++) {
+        int found = found_answer(store, &arena, vectors[n], 2500, n);
+        if (n < 100)
+            cr_assert_not(found, "entry %d after TTL", n);
+        still += n >= 100 && found;
+    }
+    cr_assert_eq(still, 100);
+    arena_release(&arena);
     cache_store_free(store);
 }

@@ -111,3 +111,89 @@ Test(vindex, remove_moves_last_row_and_reports_it)
     cr_assert_eq(vindex_remove_at(index, 1), UINT32_MAX, "removing the last row moves nothing");
     vindex_free(index);
 }
+
+/* The sign-bit prefilter path (forced on small indexes here): the found row
+ * is the brute-force best for near queries, and the returned score is the
+ * exact int8 score, never a Hamming estimate. */
+Test(vindex, prefilter_search_matches_brute_force)
+{
+    enum { ROWS = 3000, QUERIES = 200 };
+    vindex_set_prefilter(64, 64);
+    unsigned seed = 17;
+    float (*rows)[DIM] = malloc(sizeof(float[ROWS][DIM]));
+    cr_assert_not_null(rows);
+    vindex_t *index = vindex_new(DIM);
+    cr_assert_not_null(index);
+    for (uint32_t i = 0; i < ROWS; i++) {
+        random_unit(rows[i], &seed);
+        cr_assert_eq(vindex_add(index, i, rows[i]), (long)i);
+    }
+    int agree = 0;
+    for (int q = 0; q < QUERIES; q++) {
+        float query[DIM], noise[DIM];
+        int target = rand_r(&seed) % ROWS;
+        random_unit(noise, &seed);
+        for (int i = 0; i < DIM; i++)
+            query[i] = rows[target][i] + 0.3f * noise[i];
+        float norm = sqrtf(dot(query, query));
+        for (int i = 0; i < DIM; i++)
+            query[i] /= norm;
+        float best = -2;
+        int best_id = -1;
+        for (int i = 0; i < ROWS; i++) {
+            float score = dot(query, rows[i]);
+            if (score > best)
+                best = score, best_id = i;
+        }
+        float score = 0;
+        uint32_t found = vindex_search(index, query, -1.0f, NULL, NULL, &score);
+        cr_assert_neq(found, UINT32_MAX);
+        agree += (int)found == best_id;
+        cr_assert_float_eq(score, dot(query, rows[found]), 0.02f, "the score is the row's own, exactly");
+        cr_assert_eq(vindex_search(index, query, best + 0.03f, NULL, NULL, &score), UINT32_MAX,
+                     "nothing above the true best is ever reported");
+    }
+    cr_assert_geq(agree, QUERIES * 98 / 100, "recall@1 %d/%d", agree, QUERIES);
+    vindex_free(index);
+    free(rows);
+}
+
+/* Swap-removal moves the sign code with the row: after removing half the rows
+ * at random, every remaining row is found by its own vector and no removed
+ * one is. */
+Test(vindex, prefilter_follows_removals)
+{
+    enum { ROWS = 400 };
+    vindex_set_prefilter(16, 8);
+    unsigned seed = 23;
+    float (*rows)[DIM] = malloc(sizeof(float[ROWS][DIM]));
+    cr_assert_not_null(rows);
+    size_t position_of[ROWS];
+    int removed[ROWS] = {0};
+    vindex_t *index = vindex_new(DIM);
+    for (uint32_t i = 0; i < ROWS; i++) {
+        random_unit(rows[i], &seed);
+        position_of[i] = (size_t)vindex_add(index, i, rows[i]);
+    }
+    for (int n = 0; n < ROWS / 2;) {
+        uint32_t id = (uint32_t)(rand_r(&seed) % ROWS);
+        if (removed[id])
+            continue;
+        uint32_t moved = vindex_remove_at(index, position_of[id]);
+        if (moved != UINT32_MAX)
+            position_of[moved] = position_of[id];
+        removed[id] = 1;
+        n++;
+    }
+    cr_assert_eq(vindex_count(index), ROWS / 2);
+    for (uint32_t i = 0; i < ROWS; i++) {
+        float score = 0;
+        uint32_t found = vindex_search(index, rows[i], 0.99f, NULL, NULL, &score);
+        if (removed[i])
+            cr_assert_eq(found, UINT32_MAX, "removed row %u", i);
+        else
+            cr_assert_eq(found, i, "row %u found %u", i, found);
+    }
+    vindex_free(index);
+    free(rows);
+}
