@@ -51,7 +51,7 @@ keys:
   - { name: soak, key_sha256: "$key_sha", models: [fast] }
 cache:
   exact: { ttl: 60 }
-  semantic: { threshold: 0.82, ttl: 60 }
+  semantic: { threshold: 0.86, ttl: 60 }
   max_entries: 5000
 logging: { access_log: /dev/null, level: warn }
 EOF
