@@ -747,12 +747,24 @@ static int parse_logging(loader_t *loader, yaml_node_t *node)
     return 0;
 }
 
+/* limits: { window_seconds: N } — the window rpm and tpm count over. Anything
+ * but 60 is for tests (docs/configuration.md). */
+static int parse_limits(loader_t *loader, yaml_node_t *node)
+{
+    static const char *const keys[] = {"window_seconds", NULL};
+    if (loader_expect_type(loader, node, YAML_MAPPING_NODE, "limits") || loader_check_keys(loader, node, "limits", keys))
+        return -1;
+    yaml_node_t *value = loader_child_or_self(loader, node, "window_seconds");
+    return value == node ? 0
+                         : loader_long(loader, value, "limits.window_seconds", 1, 3600, &loader->config->limits.window_seconds);
+}
+
 static int parse_root(loader_t *loader, yaml_node_t *root)
 {
     static const char *const sections[] = {"server",  "providers", "models",  "pricing", "keys",
                                            "logging", "teams",     "cache",   "redis",   "routes",
                                            "budgets", "guardrails", "mcp",    "admin",   "metrics",
-                                           "tracing", "experiments", NULL};
+                                           "tracing", "experiments", "limits", NULL};
     if (root == NULL || root->type != YAML_MAPPING_NODE) {
         loader_fail(loader, root, "(root)", "the file must be a YAML mapping with server, providers and models");
         return -1;
@@ -773,6 +785,8 @@ static int parse_root(loader_t *loader, yaml_node_t *root)
             rc = parse_logging(loader, value);
         else if (strcmp(section, "redis") == 0)
             rc = config_cache_parse_redis(loader, value);
+        else if (strcmp(section, "limits") == 0)
+            rc = parse_limits(loader, value);
         else if (loader_is_one_of(section, reserved_sections))
             log_warn("config section '%s' is not supported by this build and is ignored", section);
         if (rc != 0)
@@ -831,6 +845,7 @@ static config_t *config_new_defaults(void)
     config->server.max_body_bytes = 8u << 20;
     config->server.max_json_depth = 64;
     config->server.drain_timeout_ms = 30000;
+    config->limits.window_seconds = 60;
     config->logging.access_log = strdup("stdout");
     config->logging.level = strdup("info");
     if (!config->server.listen_host || !config->logging.access_log || !config->logging.level) {

@@ -11,6 +11,7 @@ static const stage_t *const stages[] = {
     &stage_metrics,    /* completion only: counters and latency histograms */
     &stage_parse,      /* body limits, JSON, field validation */
     &stage_auth,       /* virtual key, model allow-list */
+    &stage_limits,     /* per-key rpm/tpm: 429 before anything is spent or served from cache */
     &stage_router,     /* model name → provider + upstream model */
     &stage_cache_exact,    /* hit on the normalised request; admits answers on completion */
     &stage_cache_semantic, /* hit on a prompt that means the same */

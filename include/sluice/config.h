@@ -251,6 +251,11 @@ typedef struct cache_config {
     size_t model_count;
 } cache_config_t;
 
+/* The limits section. The limits themselves are per key (keys[].rpm/tpm). */
+typedef struct limits_config {
+    long window_seconds; /* the sliding window: 60 (per minute); tests shorten it */
+} limits_config_t;
+
 /* The redis section: where shared state lives. */
 typedef struct redis_config {
     bool is_configured;
@@ -281,6 +286,7 @@ typedef struct config {
     size_t key_count;
     logging_config_t logging;
     cache_config_t cache;
+    limits_config_t limits;
     redis_config_t redis;
 } config_t;
 

@@ -24,6 +24,7 @@ extern const stage_t stage_access_log; /* access_log.c */
 extern const stage_t stage_metrics;    /* metrics.c */
 extern const stage_t stage_parse;      /* parse.c */
 extern const stage_t stage_auth;       /* auth.c */
+extern const stage_t stage_limits;     /* limits.c */
 extern const stage_t stage_router;     /* router.c */
 extern const stage_t stage_cache_exact;    /* cache_exact.c */
 extern const stage_t stage_cache_semantic; /* cache_semantic.c */

@@ -30,6 +30,7 @@ struct worker;
 struct upstream_transfer;
 struct cache_request;
 struct anthropic_in_stream;
+struct limits_ticket;
 
 /* An error reply kept while other attempts are tried (strings in the arena). */
 typedef struct request_error {
@@ -82,6 +83,9 @@ typedef struct request {
 
     /* auth */
     const key_config_t *key;
+
+    /* limits */
+    struct limits_ticket *limits_ticket; /* what admission reserved (arena); NULL when not limited */
 
     /* router */
     const char *route_model;              /* the model name after rules and experiments */

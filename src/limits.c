@@ -1,0 +1,461 @@
+/* limits.c — the limits stage: per-key request and token rate limits.
+ *
+ * Runs after auth (it needs the key) and before the router and the cache: a
+ * refused request costs nothing upstream and is not served from cache either,
+ * so a key over its limit is told so whatever it asks (docs/configuration.md).
+ *
+ * The idea. Each key with rpm or tpm has an entry in one process-wide table,
+ * keyed by key name, holding two sliding windows (requests, tokens) of
+ * LIMITS_BUCKETS buckets each — one-second buckets for the real one-minute
+ * window. A request is admitted while each window's total is below its limit;
+ * admission counts the request and reserves an estimate of its tokens (prompt
+ * bytes / 4 + max_tokens); the completion hook replaces the estimate with the
+ * usage the provider reported. Reserving first keeps a burst of concurrent
+ * requests from all slipping under a token limit none of them has yet been
+ * charged for.
+ *
+ * Sharing. Workers find entries under a read lock on the table (shared, so
+ * they do not exclude each other) and update one entry under its own mutex;
+ * only creating an entry or a reload's pruning takes the write lock. Entries
+ * follow the key name across reloads; the limits themselves are read from the
+ * request's config snapshot, so a changed limit applies to the next request.
+ *
+ * Counters are per process: several instances each enforce the full limit
+ * (Redis-shared windows are not implemented yet). */
+#include "sluice/limits.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/log.h"
+#include "sluice/pipeline.h"
+#include "sluice/util/clock.h"
+
+/* ---- the sliding window ------------------------------------------------- */
+
+void limits_window_advance(limits_window_t *window, uint64_t now_ms, uint64_t bucket_ms)
+{
+    uint64_t now_bucket = now_ms / bucket_ms;
+    if (now_bucket <= window->head)
+        return;
+    if (now_bucket - window->head >= LIMITS_BUCKETS) {
+        memset(window->counts, 0, sizeof window->counts);
+        window->total = 0;
+    } else {
+        for (uint64_t bucket = window->head + 1; bucket <= now_bucket; bucket++) {
+            window->total -= window->counts[bucket % LIMITS_BUCKETS];
+            window->counts[bucket % LIMITS_BUCKETS] = 0;
+        }
+    }
+    window->head = now_bucket;
+}
+
+void limits_window_add(limits_window_t *window, uint64_t now_ms, uint64_t bucket_ms, int64_t amount)
+{
+    limits_window_advance(window, now_ms, bucket_ms);
+    window->counts[window->head % LIMITS_BUCKETS] += amount;
+    window->total += amount;
+}
+
+/* Adds amount to an earlier bucket, if that bucket is still in the window. */
+static void window_add_at(limits_window_t *window, uint64_t bucket, int64_t amount)
+{
+    if (bucket > window->head || bucket + LIMITS_BUCKETS <= window->head)
+        return;
+    window->counts[bucket % LIMITS_BUCKETS] += amount;
+    window->total += amount;
+}
+
+int64_t limits_window_total(limits_window_t *window, uint64_t now_ms, uint64_t bucket_ms)
+{
+    limits_window_advance(window, now_ms, bucket_ms);
+    return window->total;
+}
+
+/* Bucket b counts until the window's head reaches b + LIMITS_BUCKETS. */
+static uint64_t bucket_leaves_at_ms(uint64_t bucket, uint64_t bucket_ms)
+{
+    return (bucket + LIMITS_BUCKETS) * bucket_ms;
+}
+
+uint64_t limits_window_wait_ms(limits_window_t *window, uint64_t now_ms, uint64_t bucket_ms, int64_t limit)
+{
+    limits_window_advance(window, now_ms, bucket_ms);
+    if (window->total < limit)
+        return 0;
+    int64_t left = window->total;
+    for (uint64_t age = LIMITS_BUCKETS; age-- > 0;) { /* oldest bucket first */
+        if (age > window->head)
+            continue;
+        uint64_t bucket = window->head - age;
+        left -= window->counts[bucket % LIMITS_BUCKETS];
+        if (left < limit)
+            return bucket_leaves_at_ms(bucket, bucket_ms) - now_ms;
+    }
+    return bucket_leaves_at_ms(window->head, bucket_ms) - now_ms;
+}
+
+uint64_t limits_window_reset_ms(limits_window_t *window, uint64_t now_ms, uint64_t bucket_ms)
+{
+    limits_window_advance(window, now_ms, bucket_ms);
+    for (uint64_t age = 0; age < LIMITS_BUCKETS && age <= window->head; age++) {
+        uint64_t bucket = window->head - age;
+        if (window->counts[bucket % LIMITS_BUCKETS] > 0)
+            return bucket_leaves_at_ms(bucket, bucket_ms) - now_ms;
+    }
+    return 0;
+}
+
+void limits_format_duration(uint64_t ms, char *out, size_t size)
+{
+    if (ms < 1000) {
+        snprintf(out, size, "%llums", (unsigned long long)ms);
+        return;
+    }
+    unsigned long long minutes = ms / 60000, seconds = ms % 60000 / 1000, millis = ms % 1000;
+    char fraction[8] = "";
+    if (millis != 0) {
+        snprintf(fraction, sizeof fraction, ".%03llu", millis);
+        for (size_t end = strlen(fraction); fraction[end - 1] == '0'; end--)
+            fraction[end - 1] = '\0';
+    }
+    if (minutes != 0)
+        snprintf(out, size, "%llum%llu%ss", minutes, seconds, fraction);
+    else
+        snprintf(out, size, "%llu%ss", seconds, fraction);
+}
+
+/* ---- the table ---------------------------------------------------------- */
+
+/* Owner: the table (entries chained in slots). */
+typedef struct limits_entry {
+    struct limits_entry *next;
+    char *name;
+    uint64_t hash;
+    pthread_mutex_t lock; /* guards everything below */
+    uint64_t epoch;       /* changes whenever the windows are reset */
+    uint64_t bucket_ms;
+    limits_window_t requests;
+    limits_window_t tokens;
+} limits_entry_t;
+
+static pthread_rwlock_t table_lock = PTHREAD_RWLOCK_INITIALIZER;
+static limits_entry_t **slots;
+static size_t slot_count; /* a power of two, or 0 before the first entry */
+static size_t entry_count;
+static atomic_uint_fast64_t next_epoch = 1;
+
+static uint64_t hash_name(const char *name)
+{
+    uint64_t hash = 1469598103934665603ull; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++)
+        hash = (hash ^ *p) * 1099511628211ull;
+    return hash;
+}
+
+/* Under the table lock (either mode). */
+static limits_entry_t *find(const char *name, uint64_t hash)
+{
+    if (slot_count == 0)
+        return NULL;
+    for (limits_entry_t *entry = slots[hash & (slot_count - 1)]; entry != NULL; entry = entry->next)
+        if (entry->hash == hash && strcmp(entry->name, name) == 0)
+            return entry;
+    return NULL;
+}
+
+/* Under the write lock. Doubles the slots when entries outnumber them. */
+static int grow(void)
+{
+    size_t count = slot_count ? slot_count * 2 : 64;
+    limits_entry_t **grown = calloc(count, sizeof *grown);
+    if (grown == NULL)
+        return -1;
+    for (size_t i = 0; i < slot_count; i++) {
+        for (limits_entry_t *entry = slots[i], *next; entry != NULL; entry = next) {
+            next = entry->next;
+            entry->next = grown[entry->hash & (count - 1)];
+            grown[entry->hash & (count - 1)] = entry;
+        }
+    }
+    free(slots);
+    slots = grown;
+    slot_count = count;
+    return 0;
+}
+
+/* Under the write lock. */
+static limits_entry_t *insert(const char *name, uint64_t hash)
+{
+    if (entry_count >= slot_count && grow() != 0 && slot_count == 0)
+        return NULL;
+    limits_entry_t *entry = calloc(1, sizeof *entry);
+    if (entry == NULL || (entry->name = strdup(name)) == NULL) {
+        free(entry);
+        return NULL;
+    }
+    entry->hash = hash;
+    pthread_mutex_init(&entry->lock, NULL);
+    entry->epoch = atomic_fetch_add(&next_epoch, 1);
+    entry->next = slots[hash & (slot_count - 1)];
+    slots[hash & (slot_count - 1)] = entry;
+    entry_count++;
+    return entry;
+}
+
+static void entry_free(limits_entry_t *entry)
+{
+    pthread_mutex_destroy(&entry->lock);
+    free(entry->name);
+    free(entry);
+}
+
+/* A window's buckets are this long; 1000 ms for the one-minute window. */
+static uint64_t bucket_ms_for(long window_seconds)
+{
+    uint64_t window_ms = (uint64_t)(window_seconds > 0 ? window_seconds : 60) * 1000;
+    uint64_t bucket_ms = window_ms / LIMITS_BUCKETS;
+    return bucket_ms ? bucket_ms : 1;
+}
+
+/* Under the entry's lock: a new window length starts the counts afresh. */
+static void entry_use_bucket(limits_entry_t *entry, uint64_t bucket_ms)
+{
+    if (entry->bucket_ms == bucket_ms)
+        return;
+    memset(&entry->requests, 0, sizeof entry->requests);
+    memset(&entry->tokens, 0, sizeof entry->tokens);
+    entry->bucket_ms = bucket_ms;
+    entry->epoch = atomic_fetch_add(&next_epoch, 1);
+}
+
+static void describe(limits_window_t *window, uint64_t now_ms, uint64_t bucket_ms, long limit, bool is_exceeded,
+                     limits_state_t *state)
+{
+    memset(state, 0, sizeof *state);
+    state->limit = limit;
+    if (limit == 0)
+        return;
+    int64_t used = limits_window_total(window, now_ms, bucket_ms);
+    state->used = (long)(used > 0 ? used : 0);
+    state->remaining = state->used < limit ? limit - state->used : 0;
+    state->reset_ms = limits_window_reset_ms(window, now_ms, bucket_ms);
+    state->is_exceeded = is_exceeded;
+    if (is_exceeded)
+        state->wait_ms = limits_window_wait_ms(window, now_ms, bucket_ms, limit);
+}
+
+bool limits_admit(const key_config_t *key, long window_seconds, uint64_t now_ms, long estimated_tokens,
+                  limits_ticket_t *ticket, limits_state_t *requests, limits_state_t *tokens)
+{
+    memset(ticket, 0, sizeof *ticket);
+    memset(requests, 0, sizeof *requests);
+    memset(tokens, 0, sizeof *tokens);
+    if (key->rpm == 0 && key->tpm == 0)
+        return true;
+    uint64_t hash = hash_name(key->name);
+    uint64_t bucket_ms = bucket_ms_for(window_seconds);
+    pthread_rwlock_rdlock(&table_lock);
+    limits_entry_t *entry = find(key->name, hash);
+    if (entry == NULL) {
+        /* First request of this key: create its entry under the write lock. */
+        pthread_rwlock_unlock(&table_lock);
+        pthread_rwlock_wrlock(&table_lock);
+        entry = find(key->name, hash);
+        if (entry == NULL && (entry = insert(key->name, hash)) == NULL) {
+            pthread_rwlock_unlock(&table_lock);
+            log_warn("limits: out of memory creating the counters of key '%s'; admitting unchecked", key->name);
+            return true;
+        }
+    }
+    pthread_mutex_lock(&entry->lock);
+    entry_use_bucket(entry, bucket_ms);
+    bool is_requests_over =
+        key->rpm > 0 && limits_window_total(&entry->requests, now_ms, bucket_ms) >= key->rpm;
+    bool is_tokens_over = key->tpm > 0 && limits_window_total(&entry->tokens, now_ms, bucket_ms) >= key->tpm;
+    bool is_admitted = !is_requests_over && !is_tokens_over;
+    if (is_admitted) {
+        int64_t reserve = estimated_tokens > 0 ? estimated_tokens : 0;
+        limits_window_add(&entry->requests, now_ms, bucket_ms, 1);
+        limits_window_add(&entry->tokens, now_ms, bucket_ms, reserve);
+        *ticket = (limits_ticket_t){.epoch = entry->epoch, .bucket = entry->tokens.head, .reserved_tokens = reserve};
+    }
+    describe(&entry->requests, now_ms, bucket_ms, key->rpm, is_requests_over, requests);
+    describe(&entry->tokens, now_ms, bucket_ms, key->tpm, is_tokens_over, tokens);
+    pthread_mutex_unlock(&entry->lock);
+    pthread_rwlock_unlock(&table_lock);
+    return is_admitted;
+}
+
+void limits_record(const key_config_t *key, long window_seconds, uint64_t now_ms, const limits_ticket_t *ticket,
+                   long actual_tokens)
+{
+    if (ticket == NULL || ticket->epoch == 0)
+        return;
+    uint64_t bucket_ms = bucket_ms_for(window_seconds);
+    pthread_rwlock_rdlock(&table_lock);
+    limits_entry_t *entry = find(key->name, hash_name(key->name));
+    if (entry != NULL) {
+        pthread_mutex_lock(&entry->lock);
+        if (entry->epoch == ticket->epoch && entry->bucket_ms == bucket_ms) {
+            limits_window_advance(&entry->tokens, now_ms, bucket_ms);
+            window_add_at(&entry->tokens, ticket->bucket, -ticket->reserved_tokens);
+            if (actual_tokens > 0)
+                limits_window_add(&entry->tokens, now_ms, bucket_ms, actual_tokens);
+        }
+        pthread_mutex_unlock(&entry->lock);
+    }
+    pthread_rwlock_unlock(&table_lock);
+}
+
+static bool is_limited_in(const config_t *config, const char *name)
+{
+    for (size_t i = 0; i < config->key_count; i++)
+        if (strcmp(config->keys[i].name, name) == 0)
+            return config->keys[i].rpm > 0 || config->keys[i].tpm > 0;
+    return false;
+}
+
+void limits_reconfigure(const config_t *config)
+{
+    pthread_rwlock_wrlock(&table_lock);
+    for (size_t i = 0; i < slot_count; i++) {
+        for (limits_entry_t **link = &slots[i]; *link != NULL;) {
+            limits_entry_t *entry = *link;
+            if (is_limited_in(config, entry->name)) {
+                link = &entry->next;
+                continue;
+            }
+            *link = entry->next;
+            entry_free(entry);
+            entry_count--;
+        }
+    }
+    pthread_rwlock_unlock(&table_lock);
+}
+
+void limits_reset(void)
+{
+    pthread_rwlock_wrlock(&table_lock);
+    for (size_t i = 0; i < slot_count; i++) {
+        for (limits_entry_t *entry = slots[i], *next; entry != NULL; entry = next) {
+            next = entry->next;
+            entry_free(entry);
+        }
+    }
+    free(slots);
+    slots = NULL;
+    slot_count = entry_count = 0;
+    pthread_rwlock_unlock(&table_lock);
+}
+
+size_t limits_entry_count(void)
+{
+    pthread_rwlock_rdlock(&table_lock);
+    size_t count = entry_count;
+    pthread_rwlock_unlock(&table_lock);
+    return count;
+}
+
+/* ---- the stage ---------------------------------------------------------- */
+
+static uint64_t now_ms(void)
+{
+    return clock_monotonic_us() / 1000;
+}
+
+/* What admission reserves for tokens before the provider reports usage:
+ * about a token per four bytes of request body, plus the completion cap. */
+static long estimate_tokens(const request_t *request)
+{
+    long estimate = (long)(request->bytes_in / 4);
+    const json_t *cap = json_object_get(request->body, "max_completion_tokens");
+    if (!json_is_integer(cap))
+        cap = json_object_get(request->body, "max_tokens");
+    if (json_is_integer(cap) && json_integer_value(cap) > 0)
+        estimate += (long)json_integer_value(cap);
+    return estimate;
+}
+
+static void add_headers(request_t *request, const char *dimension, const limits_state_t *state)
+{
+    if (state->limit == 0)
+        return;
+    char name[48], value[32];
+    snprintf(name, sizeof name, "x-ratelimit-limit-%s", dimension);
+    snprintf(value, sizeof value, "%ld", state->limit);
+    request_add_header(request, name, value);
+    snprintf(name, sizeof name, "x-ratelimit-remaining-%s", dimension);
+    snprintf(value, sizeof value, "%ld", state->remaining);
+    request_add_header(request, name, value);
+    snprintf(name, sizeof name, "x-ratelimit-reset-%s", dimension);
+    limits_format_duration(state->reset_ms, value, sizeof value);
+    request_add_header(request, name, value);
+}
+
+static stage_result_t limits_on_request(request_t *request)
+{
+    const key_config_t *key = request->key;
+    if (key == NULL || (key->rpm == 0 && key->tpm == 0) || request->endpoint == ENDPOINT_MODELS)
+        return STAGE_CONTINUE;
+    limits_ticket_t *ticket = arena_alloc(&request->arena, sizeof *ticket);
+    if (ticket == NULL)
+        return STAGE_ERROR;
+    long window_seconds = request->config->limits.window_seconds;
+    long estimate = estimate_tokens(request);
+    limits_state_t requests, tokens;
+    bool is_admitted = limits_admit(key, window_seconds, now_ms(), estimate, ticket, &requests, &tokens);
+    add_headers(request, "requests", &requests);
+    add_headers(request, "tokens", &tokens);
+    if (is_admitted) {
+        request->limits_ticket = ticket;
+        return STAGE_CONTINUE;
+    }
+    /* Wait for every exceeded dimension, so a client retrying then gets in. */
+    uint64_t wait_ms = requests.wait_ms > tokens.wait_ms ? requests.wait_ms : tokens.wait_ms;
+    long retry_after = (long)((wait_ms + 999) / 1000);
+    char text[24], again[32], per[24];
+    snprintf(text, sizeof text, "%ld", retry_after > 0 ? retry_after : 1);
+    request_add_header(request, "retry-after", text);
+    limits_format_duration(wait_ms, again, sizeof again);
+    if (window_seconds == 60)
+        snprintf(per, sizeof per, "min");
+    else
+        snprintf(per, sizeof per, "%lds", window_seconds);
+    const limits_state_t *over = requests.is_exceeded ? &requests : &tokens;
+    const char *type = requests.is_exceeded ? "requests" : "tokens";
+    request_reply_error(request, 429, type, "rate_limit_exceeded", NULL,
+                        "Rate limit reached for key '%s' on %s per %s (%s): Limit %ld, Used %ld, Requested %ld. "
+                        "Please try again in %s.",
+                        key->name, type, per, requests.is_exceeded ? "RPM" : "TPM", over->limit, over->used,
+                        requests.is_exceeded ? 1L : estimate, again);
+    return STAGE_RESPONDED;
+}
+
+/* Tokens the call consumed: the provider's usage; nothing for a cache hit or
+ * a call that failed before an answer; the estimate when an answer went out
+ * but its usage is unknown (a stream cut short, a provider that sent none). */
+static long consumed_tokens(const request_t *request, const limits_ticket_t *ticket)
+{
+    bool is_cache_hit = request->cache_outcome != NULL && strcmp(request->cache_outcome, "hit") == 0;
+    if (is_cache_hit || request->provider == NULL)
+        return 0;
+    if (request->usage.is_known)
+        return request->usage.prompt_tokens + request->usage.completion_tokens;
+    bool has_answered = request->status >= 200 && request->status < 300;
+    return has_answered ? (long)ticket->reserved_tokens : 0;
+}
+
+static void limits_on_complete(request_t *request)
+{
+    const limits_ticket_t *ticket = request->limits_ticket;
+    if (ticket == NULL)
+        return;
+    limits_record(request->key, request->config->limits.window_seconds, now_ms(), ticket,
+                  consumed_tokens(request, ticket));
+}
+
+const stage_t stage_limits = {.name = "limits", .on_request = limits_on_request, .on_complete = limits_on_complete};
