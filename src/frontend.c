@@ -124,7 +124,11 @@ void frontend_handle(struct evhttp_request *http, void *argument)
     }
     int is_wrong_method = 0;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        if (strlen(routes[i].path) != length || memcmp(routes[i].path, uri, length) != 0)
+        size_t route_length = strlen(routes[i].path);
+        /* GET /v1/models/{id} retrieves one model (the router reads the id) */
+        bool is_model_id = routes[i].endpoint == ENDPOINT_MODELS && length > route_length + 1 &&
+                           memcmp(routes[i].path, uri, route_length) == 0 && uri[route_length] == '/';
+        if (!is_model_id && (route_length != length || memcmp(routes[i].path, uri, length) != 0))
             continue;
         if (routes[i].method != method) {
             is_wrong_method = 1;

@@ -1,0 +1,55 @@
+// contract: regression tests for deviations from the wire-API contract (DESIGN.md) found by an
+// independent black-box review: what real clients (the official SDKs, browsers, curl) send and
+// expect, beyond the happy paths the other suites cover.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+
+import OpenAI from 'openai';
+
+import { assertOpenAIError, chat, post, request, startStack } from '../lib/harness.mjs';
+
+describe('contract', { timeout: 60000 }, () => {
+    let s;
+    before(async () => {
+        s = await startStack({
+            models: { embed: { targets: [{ provider: 'mock', model: 'text-embedding-3-small' }] } },
+            configTransform: (cfg) => {
+                cfg.keys.push({ name: 'root', key: '${ROOT_KEY}', admin: true });
+                return cfg;
+            },
+            env: { ROOT_KEY: 'sk-root-admin-key' },
+        });
+    });
+    after(async () => {
+        if (!s) return;
+        const problems = await s.stop();
+        assert.deepEqual(problems, [], 'gateway shut down cleanly');
+    });
+
+    test('GET /v1/models/{id} retrieves one model (openai SDK models.retrieve)', async () => {
+        const client = new OpenAI({ baseURL: s.gw.base, apiKey: s.secrets.ops, maxRetries: 0 });
+        const model = await client.models.retrieve('fast');
+        assert.equal(model.id, 'fast');
+        assert.equal(model.object, 'model');
+        assert.equal(typeof model.created, 'number');
+        assert.equal(typeof model.owned_by, 'string');
+        // provider/model names of configured providers, percent-encoded or not
+        for (const path of ['mock/gpt-4o', 'mock%2Fgpt-4o']) {
+            const r = await request(`${s.gw.base}/models/${path}`, { key: s.secrets.ops });
+            assert.equal(r.status, 200, r.text);
+            assert.equal(r.json.id, 'mock/gpt-4o');
+        }
+        // unknown model: 404 in OpenAI shape
+        const missing = await request(`${s.gw.base}/models/nope`, { key: s.secrets.ops });
+        assert.equal(missing.status, 404);
+        assertOpenAIError(missing.json, { code: 'model_not_found' });
+        // a model the key may not use is not revealed (the list hides it too)
+        const hidden = await request(`${s.gw.base}/models/embed`, { key: s.secrets.app });
+        assert.equal(hidden.status, 404, hidden.text);
+        const list = await request(`${s.gw.base}/models`, { key: s.secrets.app });
+        assert.deepEqual(list.json.data.map((m) => m.id), ['fast']);
+        // it needs a key like every API route
+        const anonymous = await request(`${s.gw.base}/models/fast`);
+        assert.equal(anonymous.status, 401);
+    });
+});
