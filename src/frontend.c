@@ -118,7 +118,8 @@ void frontend_handle(struct evhttp_request *http, void *argument)
         handle_metrics(http, worker);
         return;
     }
-    if (length >= 12 && memcmp(uri, "/admin/cache", 12) == 0 && (length == 12 || uri[12] == '/')) {
+    if (length >= 6 && memcmp(uri, "/admin", 6) == 0 && (length == 6 || uri[6] == '/')) {
+        /* every /admin path authenticates first: no key learns which exist */
         admin_cache_handle(http, worker, uri, length);
         return;
     }

@@ -52,4 +52,20 @@ describe('contract', { timeout: 60000 }, () => {
         const anonymous = await request(`${s.gw.base}/models/fast`);
         assert.equal(anonymous.status, 401);
     });
+
+    test('every /admin/ path needs an admin key before anything else', async () => {
+        for (const path of ['/admin', '/admin/', '/admin/nope', '/admin/cache/nope']) {
+            const anonymous = await request(`${s.gw.url}${path}`);
+            assert.equal(anonymous.status, 401, `${path}: ${anonymous.text}`);
+            assertOpenAIError(anonymous.json);
+            const notAdmin = await request(`${s.gw.url}${path}`, { key: s.secrets.ops });
+            assert.equal(notAdmin.status, 403, `${path}: ${notAdmin.text}`);
+            assertOpenAIError(notAdmin.json);
+        }
+        const unknown = await request(`${s.gw.url}/admin/nope`, { key: 'sk-root-admin-key' });
+        assert.equal(unknown.status, 404);
+        assertOpenAIError(unknown.json);
+        const stats = await request(`${s.gw.url}/admin/cache/stats`, { key: 'sk-root-admin-key' });
+        assert.equal(stats.status, 200, stats.text);
+    });
 });
