@@ -53,6 +53,14 @@ describe('contract', { timeout: 60000 }, () => {
         assert.equal(anonymous.status, 401);
     });
 
+    test('a trailing slash on an API path is the same route', async () => {
+        const r = await request(`${s.gw.base}/chat/completions/`, { key: s.secrets.ops, body: chat('fast', 'slash') });
+        assert.equal(r.status, 200, r.text);
+        const models = await request(`${s.gw.base}/models/`, { key: s.secrets.ops });
+        assert.equal(models.status, 200, models.text);
+        assert.equal(models.json.object, 'list');
+    });
+
     test('every /admin/ path needs an admin key before anything else', async () => {
         for (const path of ['/admin', '/admin/', '/admin/nope', '/admin/cache/nope']) {
             const anonymous = await request(`${s.gw.url}${path}`);
@@ -67,5 +75,37 @@ describe('contract', { timeout: 60000 }, () => {
         assertOpenAIError(unknown.json);
         const stats = await request(`${s.gw.url}/admin/cache/stats`, { key: 'sk-root-admin-key' });
         assert.equal(stats.status, 200, stats.text);
+    });
+
+    test('CORS: a browser preflight gets 204 and responses allow the origin', async () => {
+        const pre = await request(`${s.gw.base}/chat/completions`, {
+            method: 'OPTIONS',
+            headers: {
+                origin: 'http://app.example', 'access-control-request-method': 'POST',
+                'access-control-request-headers': 'authorization, content-type, x-sluice-user',
+            },
+        });
+        assert.equal(pre.status, 204, pre.text);
+        assert.equal(pre.headers.get('access-control-allow-origin'), '*');
+        assert.match(pre.headers.get('access-control-allow-methods') || '', /POST/);
+        assert.match(pre.headers.get('access-control-allow-headers') || '', /authorization/i);
+        const r = await post(s.gw, 'chat/completions', chat('fast', 'cors'),
+            { key: s.secrets.ops, headers: { origin: 'http://app.example' } });
+        assert.equal(r.status, 200, r.text);
+        assert.equal(r.headers.get('access-control-allow-origin'), '*');
+        assert.match(r.headers.get('access-control-expose-headers') || '', /x-sluice-request-id/);
+        const denied = await post(s.gw, 'chat/completions', chat('fast', 'cors'), { headers: { origin: 'http://app.example' } });
+        assert.equal(denied.status, 401, 'CORS does not bypass auth');
+        assert.equal(denied.headers.get('access-control-allow-origin'), '*', 'errors are readable by the page');
+    });
+
+    test('a wrong method is 405 with an Allow header', async () => {
+        const r = await request(`${s.gw.base}/chat/completions`, { key: s.secrets.ops });
+        assert.equal(r.status, 405);
+        assert.equal(r.headers.get('allow'), 'POST');
+        assertOpenAIError(r.json);
+        const d = await request(`${s.gw.base}/models`, { method: 'DELETE', key: s.secrets.ops });
+        assert.equal(d.status, 405);
+        assert.equal(d.headers.get('allow'), 'GET');
     });
 });
