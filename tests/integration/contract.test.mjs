@@ -2,11 +2,15 @@
 // independent black-box review: what real clients (the official SDKs, browsers, curl) send and
 // expect, beyond the happy paths the other suites cover.
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import OpenAI from 'openai';
 
-import { assertOpenAIError, chat, post, request, startStack } from '../lib/harness.mjs';
+import {
+    assertOpenAIError, chat, makeTempDir, post, request, runSluice, sha256hex, startStack,
+} from '../lib/harness.mjs';
 
 describe('contract', { timeout: 60000 }, () => {
     let s;
@@ -107,5 +111,47 @@ describe('contract', { timeout: 60000 }, () => {
         const d = await request(`${s.gw.base}/models`, { method: 'DELETE', key: s.secrets.ops });
         assert.equal(d.status, 405);
         assert.equal(d.headers.get('allow'), 'GET');
+    });
+});
+
+describe('contract: CLI and config', () => {
+    const designExample = (hash) => `server:   { listen: "0.0.0.0:8080", workers: auto, max_body_bytes: 8388608 }
+providers:                       # name -> how to reach it
+  openai:    { type: openai,    base_url: "https://api.openai.com/v1", api_key: "\${OPENAI_API_KEY}" }
+  anthropic: { type: anthropic, base_url: "https://api.anthropic.com", api_key: "\${ANTHROPIC_API_KEY}" }
+  local:     { type: openai-compatible, base_url: "http://127.0.0.1:11434/v1" }
+models:                          # the names clients send in "model"
+  fast:
+    targets: [ { provider: openai, model: gpt-4o-mini } ]
+  smart:
+    strategy: fallback           # fallback | loadbalance | latency | cost | cascade
+    targets:
+      - { provider: anthropic, model: claude-sonnet-4-5 }
+      - { provider: openai, model: gpt-4o }
+pricing:                         # USD per million tokens
+  gpt-4o-mini: { input: 0.15, output: 0.60 }
+keys:                            # virtual keys; the secret itself is never stored, only its hash
+  - { name: app, key_sha256: "${hash}", team: web, models: [fast, smart], rpm: 600, tpm: 200000 }
+teams:
+  web: { budget: { usd: 500, period: month } }
+cache:   { exact: { ttl: 3600 }, semantic: { threshold: 0.95, ttl: 3600 } }
+redis:   { url: "redis://127.0.0.1:6379" }
+logging: { access_log: stdout }
+`;
+
+    test('the DESIGN.md example validates; -c, --config FILE, --config=FILE and SLUICE_CONFIG all name it', () => {
+        const dir = makeTempDir();
+        const file = path.join(dir, 'design.yaml');
+        writeFileSync(file, designExample(sha256hex('sk-design-example')));
+        const env = { OPENAI_API_KEY: 'sk-o', ANTHROPIC_API_KEY: 'sk-a' };
+        for (const args of [['--check', '-c', file], ['--check', '--config', file], ['--check', `--config=${file}`]]) {
+            const r = runSluice(args, { env });
+            assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+        }
+        const viaEnv = runSluice(['--check'], { env: { ...env, SLUICE_CONFIG: file } });
+        assert.equal(viaEnv.code, 0, viaEnv.stderr);
+        const unset = runSluice(['--check', '-c', file], { env: { OPENAI_API_KEY: '', ANTHROPIC_API_KEY: 'sk-a' } });
+        assert.equal(unset.code, 1);
+        assert.match(unset.stderr, /design\.yaml:3: providers\.openai\.api_key: .*OPENAI_API_KEY/);
     });
 });
