@@ -187,7 +187,7 @@ void admin_cache_handle(struct evhttp_request *http, worker_t *worker, const cha
         else if (path_length == 23 && memcmp(path, "/admin/cache/invalidate", 23) == 0 && method == EVHTTP_REQ_POST)
             handle_invalidate(http, worker, config);
         else
-            reply_error(http, 404, "invalid_request_error", "unknown_url", "unknown admin cache endpoint");
+            reply_error(http, 404, "invalid_request_error", "unknown_url", "unknown admin endpoint");
     }
     config_unref(config);
 }

@@ -92,6 +92,8 @@ static void handle_unrouted(struct evhttp_request *http, worker_t *worker, const
     if (length > 200)
         length = 200;
     if (is_wrong_method)
+        evhttp_add_header(evhttp_request_get_output_headers(http), "allow", is_wrong_method == 1 ? "GET" : "POST");
+    if (is_wrong_method)
         request_reply_error(request, 405, "invalid_request_error", "method_not_allowed", NULL,
                             "Method not allowed for %.*s.", (int)length, uri);
     else
@@ -100,12 +102,45 @@ static void handle_unrouted(struct evhttp_request *http, worker_t *worker, const
     pipeline_finish(request);
 }
 
+/* CORS: browsers may call the API from any origin (auth is a bearer key, never
+ * a cookie). A preflight gets 204 with what it asked for; every other answer
+ * to a request with an Origin carries Access-Control-Allow-Origin and exposes
+ * the x-sluice-* headers. Returns true when the request was a preflight. */
+static bool handle_cors(struct evhttp_request *http, enum evhttp_cmd_type method)
+{
+    struct evkeyvalq *in = evhttp_request_get_input_headers(http);
+    struct evkeyvalq *out = evhttp_request_get_output_headers(http);
+    if (evhttp_find_header(in, "origin") == NULL)
+        return false;
+    evhttp_add_header(out, "access-control-allow-origin", "*");
+    if (method != EVHTTP_REQ_OPTIONS) {
+        evhttp_add_header(out, "access-control-expose-headers",
+                          "x-sluice-request-id, x-sluice-provider, x-sluice-model, x-sluice-cache, "
+                          "x-sluice-cost-usd, x-sluice-attempts, x-sluice-fallback-reason, retry-after");
+        return false;
+    }
+    const char *asked = evhttp_find_header(in, "access-control-request-headers");
+    evhttp_add_header(out, "access-control-allow-methods", "GET, POST, OPTIONS");
+    evhttp_add_header(out, "access-control-allow-headers",
+                      asked && strlen(asked) < 2048 && strpbrk(asked, "\r\n") == NULL
+                          ? asked
+                          : "authorization, content-type, x-api-key, anthropic-version, anthropic-beta, "
+                            "x-sluice-user, x-sluice-feature, x-sluice-tags, x-sluice-cache");
+    evhttp_add_header(out, "access-control-max-age", "86400");
+    evhttp_send_reply(http, 204, "No Content", NULL);
+    return true;
+}
+
 void frontend_handle(struct evhttp_request *http, void *argument)
 {
     worker_t *worker = argument;
     const char *uri = evhttp_request_get_uri(http);
     enum evhttp_cmd_type method = evhttp_request_get_command(http);
     size_t length = path_length(uri);
+    while (length > 1 && uri[length - 1] == '/') /* /v1/models/ is /v1/models */
+        length--;
+    if (handle_cors(http, method))
+        return;
     if (length == 8 && memcmp(uri, "/healthz", 8) == 0) {
         reply_plain_json(http, 200, "{\"status\":\"ok\"}");
         return;
@@ -118,16 +153,21 @@ void frontend_handle(struct evhttp_request *http, void *argument)
         handle_metrics(http, worker);
         return;
     }
-    if (length >= 12 && memcmp(uri, "/admin/cache", 12) == 0 && (length == 12 || uri[12] == '/')) {
+    if (length >= 6 && memcmp(uri, "/admin", 6) == 0 && (length == 6 || uri[6] == '/')) {
+        /* every /admin path authenticates first: no key learns which exist */
         admin_cache_handle(http, worker, uri, length);
         return;
     }
     int is_wrong_method = 0;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        if (strlen(routes[i].path) != length || memcmp(routes[i].path, uri, length) != 0)
+        size_t route_length = strlen(routes[i].path);
+        /* GET /v1/models/{id} retrieves one model (the router reads the id) */
+        bool is_model_id = routes[i].endpoint == ENDPOINT_MODELS && length > route_length + 1 &&
+                           memcmp(routes[i].path, uri, route_length) == 0 && uri[route_length] == '/';
+        if (!is_model_id && (route_length != length || memcmp(routes[i].path, uri, length) != 0))
             continue;
         if (routes[i].method != method) {
-            is_wrong_method = 1;
+            is_wrong_method = routes[i].method == EVHTTP_REQ_GET ? 1 : 2;
             continue;
         }
         request_t *request = request_new(worker, http, routes[i].endpoint);

@@ -17,7 +17,7 @@
 static void usage(FILE *out)
 {
     fprintf(out, "usage: sluice [-c FILE] [--check] [--version]\n"
-                 "  -c, --config FILE  configuration file (default: $SLUICE_CONFIG)\n"
+                 "  -c, --config FILE  configuration file (also --config=FILE; default: $SLUICE_CONFIG)\n"
                  "      --check        validate the configuration and exit 0 (valid) or 1\n"
                  "      --version      print the version and exit\n");
 }
@@ -29,6 +29,8 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
             path = argv[++i];
+        } else if (strncmp(argv[i], "--config=", 9) == 0 && argv[i][9] != '\0') {
+            path = argv[i] + 9;
         } else if (strcmp(argv[i], "--check") == 0) {
             is_check = 1;
         } else if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-v") == 0) {

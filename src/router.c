@@ -15,6 +15,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include <event2/http.h>
+
 #include "sluice/latency.h"
 #include "sluice/pipeline.h"
 #include "sluice/worker.h"
@@ -315,9 +317,66 @@ long router_backoff_ms(int round, long base_ms, long max_ms, double unit_random,
 
 /* ---- the stage ------------------------------------------------------------- */
 
+/* GET /v1/models/{id}: the id after the prefix, percent-decoded (malloc'd), or
+ * NULL for the list itself. */
+static char *requested_model_id(request_t *request)
+{
+    const char *uri = request->http ? evhttp_request_get_uri(request->http) : NULL;
+    if (uri == NULL)
+        return NULL;
+    const char *rest = strncmp(uri, "/v1/models/", 11) == 0 ? uri + 11 : strncmp(uri, "/models/", 8) == 0 ? uri + 8 : NULL;
+    if (rest == NULL)
+        return NULL;
+    size_t length = strcspn(rest, "?#");
+    while (length > 0 && rest[length - 1] == '/')
+        length--;
+    if (length == 0)
+        return NULL;
+    char *raw = strndup(rest, length);
+    char *id = raw ? evhttp_uridecode(raw, 0, NULL) : NULL;
+    free(raw);
+    return id;
+}
+
+/* The model object for GET /v1/models/{id}: configured names the key may use,
+ * and provider/model names of configured providers; else 404. */
+static stage_result_t retrieve_model(request_t *request, const char *id)
+{
+    const config_t *config = request->config;
+    const char *owner = NULL;
+    if (config_find_model(config, id) != NULL) {
+        owner = "sluice";
+    } else {
+        const char *slash = strchr(id, '/');
+        const provider_config_t *provider =
+            slash && slash[1] ? config_find_provider(config, id, (size_t)(slash - id)) : NULL;
+        owner = provider ? provider->name : NULL;
+    }
+    if (owner == NULL || (request->key != NULL && !config_key_allows_model(request->key, id))) {
+        request_reply_error(request, 404, "invalid_request_error", "model_not_found", "model",
+                            "The model '%s' does not exist or is not configured on this gateway.", id);
+        return STAGE_RESPONDED;
+    }
+    json_t *object = json_pack("{s:s, s:s, s:I, s:s}", "id", id, "object", "model", "created",
+                               (json_int_t)time(NULL), "owned_by", owner);
+    char *text = object ? json_dumps(object, JSON_COMPACT) : NULL;
+    json_decref(object);
+    if (text == NULL)
+        return STAGE_ERROR;
+    request_reply_json(request, 200, text, strlen(text));
+    free(text);
+    return STAGE_RESPONDED;
+}
+
 static stage_result_t list_models(request_t *request)
 {
     const config_t *config = request->config;
+    char *id = requested_model_id(request);
+    if (id != NULL) {
+        stage_result_t result = retrieve_model(request, id);
+        free(id);
+        return result;
+    }
     json_t *data = json_array();
     json_t *root = json_pack("{s:s, s:o}", "object", "list", "data", data);
     if (root == NULL)
