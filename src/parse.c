@@ -308,8 +308,10 @@ static stage_result_t parse_on_request(request_t *request)
     json_error_t error;
     request->body = json_loadb(text, length, JSON_REJECT_DUPLICATES, &error);
     if (request->body == NULL) {
+        /* jansson names its own flag for a \u0000; say what the client can act on. */
+        const char *reason = strstr(error.text, "JSON_ALLOW_NUL") ? "strings may not contain \\u0000" : error.text;
         request_reply_error(request, 400, "invalid_request_error", NULL, NULL,
-                            "the request body is not valid JSON: %s (line %d, column %d)", error.text, error.line,
+                            "the request body is not valid JSON: %s (line %d, column %d)", reason, error.line,
                             error.column);
         return STAGE_RESPONDED;
     }
