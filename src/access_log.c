@@ -127,6 +127,12 @@ static void access_log_on_complete(request_t *request)
         buf_append_integer(&line, request->usage.completion_tokens);
         APPEND_LITERAL(&line, ",\"total_tokens\":");
         buf_append_integer(&line, request->usage.prompt_tokens + request->usage.completion_tokens);
+        if (request->usage.cached_tokens > 0) {
+            APPEND_LITERAL(&line, ",\"cached_tokens\":");
+            buf_append_integer(&line, request->usage.cached_tokens);
+        }
+        if (request->usage.is_estimated)
+            APPEND_LITERAL(&line, ",\"usage_estimated\":true");
     } else {
         APPEND_LITERAL(&line, ",\"prompt_tokens\":null,\"completion_tokens\":null,\"total_tokens\":null");
     }

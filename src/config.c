@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "sluice/compat_presets.h"
 #include "sluice/log.h"
 #include "sluice/provider.h"
 #include "sluice/util/crypto.h"
@@ -461,7 +462,7 @@ static int parse_provider(loader_t *loader, const char *name, yaml_node_t *node,
     static const char *const keys[] = {"type", "base_url", "api_key", "headers", "max_connections", "timeouts",
                                        "api_version", "anthropic_version", "default_max_tokens", "region",
                                        "access_key_id", "secret_access_key", "session_token", "breaker",
-                                       "health_check", NULL};
+                                       "health_check", "preset", NULL};
     char path[CONFIG_PATH_LENGTH];
     snprintf(path, sizeof path, "providers.%s", name);
     provider->name = strdup(name);
@@ -479,6 +480,7 @@ static int parse_provider(loader_t *loader, const char *name, yaml_node_t *node,
         return -1;
     }
     int has_type = 0;
+    yaml_node_t *preset_node = NULL; /* openai-compatible only, checked once the type is known */
     FOR_EACH_PAIR(node, pair)
     {
         const char *key = loader_key(loader, pair);
@@ -507,6 +509,17 @@ static int parse_provider(loader_t *loader, const char *name, yaml_node_t *node,
             rc = parse_breaker(loader, value, item_path, &provider->breaker);
         } else if (strcmp(key, "health_check") == 0) {
             rc = parse_health_check(loader, value, item_path, &provider->health_check);
+        } else if (strcmp(key, "preset") == 0) {
+            char *name = loader_string(loader, value, item_path);
+            compat_preset_t preset = COMPAT_PRESET_GENERIC;
+            rc = name != NULL && compat_preset_from_name(name, &preset) == 0 ? 0 : -1;
+            if (name != NULL && rc != 0)
+                loader_fail(loader, value, item_path,
+                            "unknown preset (vllm, ollama, llamacpp, groq, mistral, deepseek, together, openrouter, "
+                            "generic)");
+            free(name);
+            provider->preset = (int)preset;
+            preset_node = value;
         } else if (strcmp(key, "default_max_tokens") == 0) {
             rc = loader_long(loader, value, item_path, 1, 10000000, &provider->default_max_tokens);
         } else {
@@ -531,8 +544,20 @@ static int parse_provider(loader_t *loader, const char *name, yaml_node_t *node,
         free(provider->api_key);
         provider->api_key = NULL;
     }
+    if (preset_node != NULL && provider->type != PROVIDER_OPENAI_COMPATIBLE) {
+        char preset_path[CONFIG_PATH_LENGTH];
+        snprintf(preset_path, sizeof preset_path, "%s.preset", path);
+        loader_fail(loader, preset_node, preset_path, "'preset' applies only to type openai-compatible");
+        return -1;
+    }
     if (apply_provider_defaults(loader, node, path, provider) != 0)
         return -1;
+    if (provider->type == PROVIDER_OPENAI_COMPATIBLE) {
+        if (preset_node == NULL)
+            provider->preset = (int)compat_preset_infer(provider->base_url);
+        log_info("provider %s: openai-compatible preset %s (%s)", provider->name,
+                 compat_preset_name((compat_preset_t)provider->preset), preset_node ? "configured" : "inferred from base_url");
+    }
     if (provider->base_url == NULL || (strncmp(provider->base_url, "http://", 7) != 0 &&
                                        strncmp(provider->base_url, "https://", 8) != 0)) {
         char url_path[CONFIG_PATH_LENGTH];

@@ -37,6 +37,7 @@ typedef struct mock_directives {
     char *reply;         /* exact reply text, or NULL */
     char *tool_call;     /* function to call, or NULL */
     char finish[48];     /* finish/stop reason override, or "" */
+    char quirk[16];      /* OpenAI routes: emulate a compatible server (mistral, groq, …), or "" */
 } mock_directives_t;
 
 /* Process-wide settings, written once by main before the workers start, then read-only. */

@@ -108,6 +108,10 @@ static void apply_pair(mock_directives_t *directives, const char *key, size_t ke
             snprintf(directives->finish, sizeof directives->finish, "%s", decoded);
             free(decoded);
         }
+    } else if (KEY_IS("quirk")) {
+        size_t length = value_length < sizeof directives->quirk - 1 ? value_length : sizeof directives->quirk - 1;
+        memcpy(directives->quirk, value, length);
+        directives->quirk[length] = '\0';
     } else if (!is_number) {
         return;
     } else if (KEY_IS("status")) {

@@ -112,6 +112,22 @@ static const char *choose_tool(const json_t *body, const mock_directives_t *dire
     return json_string_value(json_object_get(function, "name"));
 }
 
+static bool has_quirk(const mock_call_t *call, const char *name)
+{
+    return strcmp(call->directives.quirk, name) == 0;
+}
+
+/* DeepSeek's usage: prompt_cache_hit_tokens / prompt_cache_miss_tokens (half the prompt a hit),
+ * no prompt_tokens_details. */
+static json_t *deepseek_usage_json(const mock_answer_t *answer)
+{
+    int hit = answer->prompt_tokens / 2;
+    return json_pack("{s:i, s:i, s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", answer->prompt_tokens, "completion_tokens",
+                     answer->completion_tokens, "total_tokens", answer->prompt_tokens + answer->completion_tokens,
+                     "prompt_cache_hit_tokens", hit, "prompt_cache_miss_tokens", answer->prompt_tokens - hit,
+                     "completion_tokens_details", "reasoning_tokens", 0);
+}
+
 static json_t *usage_json(const mock_answer_t *answer)
 {
     return json_pack("{s:i, s:i, s:i, s:{s:i, s:i}, s:{s:i, s:i, s:i, s:i}}", "prompt_tokens", answer->prompt_tokens,
@@ -152,13 +168,15 @@ static void reply_chat_body(mock_call_t *call, const mock_answer_t *answer, cons
                                 "annotations");
     if (answer->tool_name != NULL)
         json_object_set_new(message, "tool_calls", tool_calls_json(answer));
+    if (has_quirk(call, "deepseek"))
+        json_object_set_new(message, "reasoning_content", json_string("mock reasoning."));
     json_t *choice = json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "message", message, "logprobs", "finish_reason",
                                finish_reason(&call->directives, answer));
     json_t *body = json_pack("{s:s, s:s, s:I, s:s, s:[o], s:s}", "id", id, "object", "chat.completion", "created",
                              (json_int_t)time(NULL), "model", answer->model, "choices", choice, "system_fingerprint",
                              "fp_mock");
     if (call->directives.has_usage)
-        json_object_set_new(body, "usage", usage_json(answer));
+        json_object_set_new(body, "usage", has_quirk(call, "deepseek") ? deepseek_usage_json(answer) : usage_json(answer));
     if (call->provider == MOCK_AZURE) {
         json_object_set_new(body, "prompt_filter_results", prompt_filter_results());
         json_object_set_new(choice, "content_filter_results", filter_results());
@@ -224,6 +242,11 @@ static void reply_chat_stream(mock_call_t *call, const mock_answer_t *answer, co
 {
     const json_t *options = json_object_get(call->json, "stream_options");
     bool wants_usage = json_is_true(json_object_get(options, "include_usage"));
+    /* quirk=: servers that ignore include_usage and put usage elsewhere, or send none */
+    bool is_finish_usage = has_quirk(call, "mistral") || has_quirk(call, "together"); /* on the finish chunk */
+    bool is_groq = has_quirk(call, "groq"); /* x_groq.usage on the finish chunk */
+    if (is_finish_usage || is_groq || has_quirk(call, "ollama") || has_quirk(call, "llamacpp"))
+        wants_usage = false;
     const char *model = answer->model;
     mock_frames_t *frames = mock_frames_new();
     if (frames == NULL) {
@@ -231,6 +254,11 @@ static void reply_chat_stream(mock_call_t *call, const mock_answer_t *answer, co
         return;
     }
     add_stream_error(frames);
+    if (has_quirk(call, "openrouter")) {
+        static const char processing[] = ": OPENROUTER PROCESSING\n\n";
+        mock_frames_add(frames, MOCK_FRAME_PLAIN, processing, sizeof processing - 1);
+        mock_frames_add(frames, MOCK_FRAME_PLAIN, processing, sizeof processing - 1);
+    }
     if (call->provider == MOCK_AZURE) {
         json_t *opening = json_pack("{s:[], s:s, s:s, s:i, s:s, s:o}", "choices", "id", "", "object", "", "created",
                                     0, "model", "", "prompt_filter_results", prompt_filter_results());
@@ -252,16 +280,24 @@ static void reply_chat_stream(mock_call_t *call, const mock_answer_t *answer, co
         json_t *role = json_pack("{s:s, s:s, s:n}", "role", "assistant", "content", "", "refusal");
         mock_frames_add_sse(frames, MOCK_FRAME_PLAIN, NULL, chat_chunk(id, model, delta_choice(role, NULL), wants_usage),
                             "\n");
+        if (has_quirk(call, "deepseek")) {
+            json_t *thinking = json_pack("{s:n, s:s}", "content", "reasoning_content", "mock reasoning.");
+            mock_frames_add_sse(frames, MOCK_FRAME_PLAIN, NULL,
+                                chat_chunk(id, model, delta_choice(thinking, NULL), wants_usage), "\n");
+        }
         add_pieces(frames, answer->text, call->directives.chunks, id, model, wants_usage, content_delta);
     }
     mock_frames_begin_trailer(frames);
-    mock_frames_add_sse(frames, MOCK_FRAME_PLAIN, NULL,
-                        chat_chunk(id, model, delta_choice(json_object(), finish_reason(&call->directives, answer)),
-                                   wants_usage),
-                        "\n");
+    json_t *finish_chunk =
+        chat_chunk(id, model, delta_choice(json_object(), finish_reason(&call->directives, answer)), wants_usage);
+    if (is_finish_usage && call->directives.has_usage)
+        json_object_set_new(finish_chunk, "usage", usage_json(answer));
+    if (is_groq && call->directives.has_usage)
+        json_object_set_new(finish_chunk, "x_groq", json_pack("{s:s, s:o}", "id", "req_mock", "usage", usage_json(answer)));
+    mock_frames_add_sse(frames, MOCK_FRAME_PLAIN, NULL, finish_chunk, "\n");
     if (wants_usage && call->directives.has_usage) {
         json_t *usage_chunk = chat_chunk(id, model, NULL, false);
-        json_object_set_new(usage_chunk, "usage", usage_json(answer));
+        json_object_set_new(usage_chunk, "usage", has_quirk(call, "deepseek") ? deepseek_usage_json(answer) : usage_json(answer));
         mock_frames_add_sse(frames, MOCK_FRAME_PLAIN, NULL, usage_chunk, "\n");
     }
     static const char done[] = "data: [DONE]\n\n";
@@ -290,7 +326,14 @@ static void handle_chat(mock_call_t *call, const char *deployment)
     const char *last_role;
     char *last_user = scan_messages(messages, &prompt_characters, &last_role);
     mock_directives_from_text(&call->directives, last_user);
-    if (!mock_reply_directed_error(call)) {
+    const json_t *stream_options = json_object_get(call->json, "stream_options");
+    if (has_quirk(call, "mistral") && stream_options != NULL) {
+        /* Mistral validates bodies strictly: stream_options is an extra input it forbids */
+        mock_reply_json(call, 422, json_pack("{s:s, s:{s:[{s:s, s:[s, s], s:s, s:O}]}, s:s, s:n, s:n}", "object", "error",
+                                             "message", "detail", "type", "extra_forbidden", "loc", "body",
+                                             "stream_options", "msg", "Extra inputs are not permitted", "input",
+                                             stream_options, "type", "invalid_request_error", "param", "code"));
+    } else if (!mock_reply_directed_error(call)) {
         const json_t *parameters;
         const char *tool = choose_tool(call->json, &call->directives, last_role, &parameters);
         if (mock_answer_build(&answer, &call->directives, last_user, prompt_characters, tool, parameters, "call_") != 0) {

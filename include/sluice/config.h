@@ -57,6 +57,7 @@ typedef struct provider_config {
     char *base_url; /* without trailing slash */
     char *api_key;  /* secret: never logged; NULL when none */
     char *api_version;       /* azure: api-version query value */
+    int preset;              /* openai-compatible: a compat_preset_t (compat_presets.h) */
     char *anthropic_version; /* anthropic: anthropic-version header */
     long default_max_tokens; /* anthropic: max_tokens when the request has none */
     char *region;            /* bedrock */

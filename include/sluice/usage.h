@@ -9,6 +9,7 @@
 
 typedef struct usage {
     bool is_known;
+    bool is_estimated; /* counted by Sluice (compat_presets.h), not reported by the provider */
     long prompt_tokens;
     long completion_tokens;
     long cached_tokens;

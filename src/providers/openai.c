@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sluice/compat_presets.h"
 #include "sluice/provider.h"
 #include "sluice/util/json_scan.h"
 
@@ -179,7 +180,11 @@ static int build_body_from_tree(request_t *request, provider_call_t *call)
 static int openai_build_call(request_t *request, provider_call_t *call)
 {
     const provider_config_t *provider = request->provider;
-    int spliced = request->raw_body != NULL ? splice_body(request, call) : 1;
+    int spliced = compat_presets_build_body(request, call); /* 1: the preset built it */
+    if (spliced == 0)
+        spliced = request->raw_body != NULL ? splice_body(request, call) : 1;
+    else if (spliced > 0)
+        spliced = 0;
     if (spliced < 0 || (spliced > 0 && build_body_from_tree(request, call) != 0))
         return -1;
     const char *path = provider_openai_path(request->endpoint);
@@ -231,7 +236,8 @@ static int translate_event_from_tree(request_t *request, const sse_event_t *even
 
 static int openai_translate_event(request_t *request, void *state, const sse_event_t *event, buf_t *out)
 {
-    (void)state;
+    if (state != NULL && compat_preset_hooks_stream(compat_preset_of(request)))
+        return compat_presets_translate_event(request, state, event, out);
     if (event->data_length == 6 && memcmp(event->data, "[DONE]", 6) == 0)
         return append_event(out, event->data, event->data_length) == PROVIDER_EVENT_OK ? PROVIDER_EVENT_DONE
                                                                                          : PROVIDER_EVENT_FAILED;
@@ -270,7 +276,8 @@ static int openai_translate_event(request_t *request, void *state, const sse_eve
 static int openai_translate_response(request_t *request, const char *body, size_t length, buf_t *out,
                                      bool *is_unchanged)
 {
-    (void)out;
+    if (compat_preset_hooks_response(compat_preset_of(request)))
+        return compat_presets_translate_response(request, body, length, out, is_unchanged);
     /* The body goes to the client as it is: check it is a JSON object and
      * read its usage without building the tree (json_loadb was a quarter of
      * a proxied request's instructions). */
@@ -346,6 +353,7 @@ static void openai_translate_error(request_t *request, long status, const char *
 const provider_adapter_t provider_openai = {
     .name = "openai",
     .build_call = openai_build_call,
+    .stream_state_size = sizeof(compat_stream_t), /* used only by openai-compatible presets */
     .translate_event = openai_translate_event,
     .translate_response = openai_translate_response,
     .translate_error = openai_translate_error,
