@@ -129,50 +129,54 @@ static int check_sampling(check_t *check, const json_t *body)
     return 0;
 }
 
-static int check_content(check_t *check, const json_t *content, const char *param)
+/* Formats an indexed parameter name ("messages[3].role") only when a check
+ * fails: the formatting cost a sixth of validating a valid request. */
+static int invalid_at(check_t *check, const char *array, size_t index, const char *member, const char *format)
+{
+    char param[64];
+    snprintf(param, sizeof param, "%s[%zu]%s", array, index, member);
+    return invalid(check, param, format, NULL);
+}
+
+/* Returns NULL when the content is valid, or the message format for messages[index].content. */
+static const char *content_problem(const json_t *content)
 {
     if (content == NULL || json_is_null(content) || json_is_string(content))
-        return 0;
+        return NULL;
     if (!json_is_array(content))
-        return invalid(check, param, "'%s' must be a string or an array of content parts%s", NULL);
+        return "'%s' must be a string or an array of content parts%s";
     size_t index;
     const json_t *part;
     json_array_foreach(content, index, part)
     {
         if (!json_is_object(part) || !json_is_string(json_object_get(part, "type")))
-            return invalid(check, param, "'%s' parts must be objects with a string 'type'%s", NULL);
+            return "'%s' parts must be objects with a string 'type'%s";
     }
-    return 0;
+    return NULL;
 }
 
 static int check_message(check_t *check, const json_t *message, size_t index)
 {
     static const char *const roles[] = {"system", "developer", "user", "assistant", "tool", "function", NULL};
-    char param[64];
-    snprintf(param, sizeof param, "messages[%zu]", index);
     if (!json_is_object(message))
-        return invalid(check, param, "'%s' must be an object%s", NULL);
+        return invalid_at(check, "messages", index, "", "'%s' must be an object%s");
     const json_t *role = json_object_get(message, "role");
-    snprintf(param, sizeof param, "messages[%zu].role", index);
     if (!json_is_string(role))
-        return invalid(check, param, "'%s' is required and must be a string%s", NULL);
+        return invalid_at(check, "messages", index, ".role", "'%s' is required and must be a string%s");
     int known = 0;
     for (size_t i = 0; roles[i] != NULL; i++)
         known |= strcmp(json_string_value(role), roles[i]) == 0;
     if (!known)
-        return invalid(check, param, "'%s' must be one of system, developer, user, assistant, tool%s", NULL);
-    snprintf(param, sizeof param, "messages[%zu].content", index);
-    if (check_content(check, json_object_get(message, "content"), param) != 0)
-        return -1;
-    if (strcmp(json_string_value(role), "tool") == 0 && !json_is_string(json_object_get(message, "tool_call_id"))) {
-        snprintf(param, sizeof param, "messages[%zu].tool_call_id", index);
-        return invalid(check, param, "'%s' is required for tool messages%s", NULL);
-    }
+        return invalid_at(check, "messages", index, ".role",
+                          "'%s' must be one of system, developer, user, assistant, tool%s");
+    const char *problem = content_problem(json_object_get(message, "content"));
+    if (problem != NULL)
+        return invalid_at(check, "messages", index, ".content", problem);
+    if (strcmp(json_string_value(role), "tool") == 0 && !json_is_string(json_object_get(message, "tool_call_id")))
+        return invalid_at(check, "messages", index, ".tool_call_id", "'%s' is required for tool messages%s");
     const json_t *tool_calls = json_object_get(message, "tool_calls");
-    if (tool_calls != NULL && !json_is_null(tool_calls) && !json_is_array(tool_calls)) {
-        snprintf(param, sizeof param, "messages[%zu].tool_calls", index);
-        return invalid(check, param, "'%s' must be an array%s", NULL);
-    }
+    if (tool_calls != NULL && !json_is_null(tool_calls) && !json_is_array(tool_calls))
+        return invalid_at(check, "messages", index, ".tool_calls", "'%s' must be an array%s");
     return 0;
 }
 
@@ -193,12 +197,10 @@ static int check_tools(check_t *check, const json_t *body)
     const json_t *tool;
     json_array_foreach(tools, index, tool)
     {
-        char param[64];
-        snprintf(param, sizeof param, "tools[%zu].function.name", index);
         const json_t *function = json_object_get(tool, "function");
         if (!json_is_object(tool) || !json_is_object(function) ||
             !json_is_string(json_object_get(function, "name")))
-            return invalid(check, param, "'%s' is required and must be a string%s", NULL);
+            return invalid_at(check, "tools", index, ".function.name", "'%s' is required and must be a string%s");
     }
     return 0;
 }

@@ -80,9 +80,44 @@ static void on_client_close(struct evhttp_connection *connection, void *argument
     upstream_cancel(request); /* finishes and frees the request if a transfer was running */
 }
 
+/* A zeroed request context: a spare one of the worker's, or a new one. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SLUICE_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(SLUICE_ASAN)
+enum { KEEPS_SPARE_REQUESTS = 0 }; /* let AddressSanitizer see every use after free */
+#else
+enum { KEEPS_SPARE_REQUESTS = 1 };
+#endif
+
+static request_t *request_alloc(worker_t *worker)
+{
+    if (KEEPS_SPARE_REQUESTS && worker->spare_request_count > 0) {
+        request_t *request = worker->spare_requests[--worker->spare_request_count];
+        memset(request, 0, sizeof *request);
+        return request;
+    }
+    return calloc(1, sizeof(request_t));
+}
+
+/* "req_" + 16 hex digits of random + 4 of the counter: what
+ * snprintf("req_%016llx%04x") printed. */
+static void format_request_id(char *id, uint64_t random, unsigned counter)
+{
+    static const char hex[] = "0123456789abcdef";
+    memcpy(id, "req_", 4);
+    for (int i = 0; i < 16; i++)
+        id[4 + i] = hex[(random >> (60 - 4 * i)) & 0xf];
+    for (int i = 0; i < 4; i++)
+        id[20 + i] = hex[(counter >> (12 - 4 * i)) & 0xf];
+    id[24] = '\0';
+}
+
 request_t *request_new(struct worker *worker, struct evhttp_request *http, endpoint_t endpoint)
 {
-    request_t *request = calloc(1, sizeof *request);
+    request_t *request = request_alloc(worker);
     if (request == NULL)
         return NULL;
     arena_init(&request->arena);
@@ -96,9 +131,7 @@ request_t *request_new(struct worker *worker, struct evhttp_request *http, endpo
     request->route_index = -1;
     buf_init(&request->attempts);
     buf_init(&request->fallback_reasons);
-    uint64_t random = worker_random(worker);
-    snprintf(request->id, sizeof request->id, "req_%016llx%04x", (unsigned long long)random,
-             (unsigned)(worker->request_counter++ & 0xffff));
+    format_request_id(request->id, worker_random(worker), (unsigned)(worker->request_counter++ & 0xffff));
     atomic_fetch_add(&worker->in_flight, 1);
     if (request->connection != NULL)
         evhttp_connection_set_closecb(request->connection, on_client_close, request);
@@ -112,7 +145,7 @@ request_t *request_new(struct worker *worker, struct evhttp_request *http, endpo
 
 request_t *request_new_shadow(const request_t *parent, const char *model)
 {
-    request_t *request = calloc(1, sizeof *request);
+    request_t *request = request_alloc(parent->worker);
     if (request == NULL)
         return NULL;
     arena_init(&request->arena);
@@ -123,8 +156,8 @@ request_t *request_new_shadow(const request_t *parent, const char *model)
     request->endpoint = parent->endpoint;
     request->start_us = clock_monotonic_us();
     request->route_index = -1;
-    snprintf(request->id, sizeof request->id, "req_%016llx%04x", (unsigned long long)worker_random(parent->worker),
-             (unsigned)(parent->worker->request_counter++ & 0xffff));
+    format_request_id(request->id, worker_random(parent->worker),
+                      (unsigned)(parent->worker->request_counter++ & 0xffff));
     request->shadow_of = arena_strdup(&request->arena, parent->id);
     request->model = arena_strdup(&request->arena, model);
     request->route_model = request->model;
@@ -156,7 +189,11 @@ void request_free(request_t *request)
     buf_free(&request->fallback_reasons);
     config_unref(request->config);
     arena_release(&request->arena);
-    free(request);
+    worker_t *worker = request->worker;
+    if (KEEPS_SPARE_REQUESTS && worker->spare_request_count < (int)(sizeof worker->spare_requests / sizeof worker->spare_requests[0]))
+        worker->spare_requests[worker->spare_request_count++] = request;
+    else
+        free(request);
 }
 
 const char *request_header(const request_t *request, const char *name)
@@ -171,7 +208,17 @@ void request_add_header(request_t *request, const char *name, const char *value)
     if (request->http == NULL || value == NULL)
         return;
     struct evkeyvalq *headers = evhttp_request_get_output_headers(request->http);
-    evhttp_remove_header(headers, name);
+    /* Replace rather than repeat a header, but look for an old one only when a
+     * name with the same hash was added before: evhttp_remove_header walks
+     * the list comparing case-insensitively (~600 instructions per header).
+     * Output headers of pipeline requests are only ever added here. */
+    uint64_t hash = 0;
+    for (const char *c = name; *c != '\0'; c++)
+        hash = hash * 31 + (unsigned char)(*c | 0x20);
+    uint64_t bit = UINT64_C(1) << ((hash * UINT64_C(0x9e3779b97f4a7c15)) >> 58); /* the well-mixed top bits */
+    if ((request->added_header_bits & bit) != 0)
+        evhttp_remove_header(headers, name);
+    request->added_header_bits |= bit;
     evhttp_add_header(headers, name, value);
 }
 

@@ -70,6 +70,12 @@ static int process_line(sse_parser_t *parser, const char *line, size_t length, s
     return 0; /* id, retry and unknown fields are ignored */
 }
 
+static const char *find_or_end(const char *p, const char *end, char c)
+{
+    const char *found = p < end ? memchr(p, c, (size_t)(end - p)) : NULL;
+    return found != NULL ? found : end;
+}
+
 int sse_parser_feed(sse_parser_t *parser, const char *bytes, size_t length, sse_event_callback_t callback,
                     void *argument)
 {
@@ -80,10 +86,16 @@ int sse_parser_feed(sse_parser_t *parser, const char *bytes, size_t length, sse_
     if (parser->last_was_cr && *p == '\n')
         p++; /* second half of a CRLF split across reads */
     parser->last_was_cr = false;
+    /* The next LF and the next CR at or after p (end when there is none), each
+     * found with memchr and looked for again only once p has passed it, so a
+     * read is scanned about twice in all rather than byte by byte. */
+    const char *next_lf = find_or_end(p, end, '\n'), *next_cr = find_or_end(p, end, '\r');
     while (p < end) {
-        const char *line_end = p;
-        while (line_end < end && *line_end != '\n' && *line_end != '\r')
-            line_end++;
+        if (next_lf < p)
+            next_lf = find_or_end(p, end, '\n');
+        if (next_cr < p)
+            next_cr = find_or_end(p, end, '\r');
+        const char *line_end = next_lf < next_cr ? next_lf : next_cr;
         if (line_end == end) { /* partial line: keep it for the next read */
             if (buf_append(&parser->line, p, (size_t)(end - p)) != 0)
                 return SSE_ERROR_MEMORY;

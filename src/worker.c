@@ -113,6 +113,8 @@ void worker_free(worker_t *worker)
         event_free(worker->command_event);
     if (worker->base != NULL)
         event_base_free(worker->base);
+    while (worker->spare_request_count > 0)
+        free(worker->spare_requests[--worker->spare_request_count]);
 }
 
 config_t *worker_config(worker_t *worker) { return server_config(worker->server); }

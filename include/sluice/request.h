@@ -59,6 +59,7 @@ typedef struct request {
     config_t *config;                    /* pinned snapshot */
     arena_t arena;
     char id[32];
+    uint64_t added_header_bits; /* a bit per hash of each name request_add_header added */
     endpoint_t endpoint;
     uint64_t start_us;
     uint64_t first_byte_us; /* first response byte written to the client */

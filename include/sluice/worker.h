@@ -44,6 +44,11 @@ typedef struct worker {
     bool is_draining;
     uint64_t random_state;
     uint64_t request_counter;
+    /* Freed request contexts kept for reuse on this worker: a request_t is
+     * too large for malloc's thread cache, and its malloc + free cost ~6,000
+     * instructions per request. Touched only by the worker's thread. */
+    void *spare_requests[8];
+    int spare_request_count;
 } worker_t;
 
 enum { WORKER_COMMAND_NONE, WORKER_COMMAND_DRAIN, WORKER_COMMAND_STOP };

@@ -322,8 +322,10 @@ int json_scan_member(const char *text, size_t length, const char *key, const cha
 
 bool json_scan_integer(json_scan_value_t value, long long *integer)
 {
+    if (value.text == NULL || value.length == 0)
+        return false; /* a member that is absent (no pointer arithmetic on NULL) */
     cursor_t p = (cursor_t)value.text, end = p + value.length;
-    if (p == NULL || p == end || (*p != '-' && !is_digit(*p)))
+    if (*p != '-' && !is_digit(*p))
         return false;
     bool is_negative = *p == '-';
     unsigned long long magnitude = 0;
