@@ -456,7 +456,7 @@ export async function startGateway({ config, env = {}, port, ready = true, args 
         },
         /** Sanitizer reports seen on stderr (ASan/UBSan/LSan). */
         sanitizerReports() {
-            return handle.stderrLines.filter((l) => /(AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:)/.test(l));
+            return handle.stderrLines.filter((l) => /(AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|ThreadSanitizer|runtime error:)/.test(l));
         },
         rssKb() { return procStatusKb(handle.pid, 'VmRSS'); },
         fdCount() { return procFdCount(handle.pid); },
