@@ -36,6 +36,8 @@
 #include "sluice/log.h"
 #include "sluice/pipeline.h"
 #include "sluice/request.h"
+#include "sluice/upstream_pool.h"
+#include "sluice/worker.h"
 
 /* ---- calendar periods --------------------------------------------------- */
 
@@ -369,15 +371,8 @@ bool budget_admit(budget_ticket_t *ticket, int64_t now_s, int64_t estimate)
     return is_admitted;
 }
 
-/* An alert crossed by a commit, logged once the locks are released. */
-typedef struct budget_alert {
-    const budget_line_t *line;
-    int percent;
-    int64_t spent;
-    int64_t period_start;
-} budget_alert_t;
-
-static void log_alert(const budget_alert_t *alert)
+/* The members of an alert's JSON object, without braces. */
+static void alert_members(const budget_alert_t *alert, buf_t *extra)
 {
     const budget_line_t *line = alert->line;
     char start[32] = "";
@@ -385,32 +380,56 @@ static void log_alert(const budget_alert_t *alert)
     struct tm tm;
     if (line->period != BUDGET_PERIOD_TOTAL && gmtime_r(&seconds, &tm) != NULL)
         strftime(start, sizeof start, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    buf_t extra;
-    buf_init(&extra);
-    buf_printf(&extra, "\"event\":\"budget_alert\",\"budget\":\"");
-    buf_append_json_escaped(&extra, line->identity, strlen(line->identity));
-    buf_printf(&extra, "\",\"scope\":\"%s\",\"name\":\"", budget_scope_name(line->scope));
-    buf_append_json_escaped(&extra, line->value, strlen(line->value));
-    buf_printf(&extra, "\",\"threshold_percent\":%d,\"spent_usd\":%.6f,\"limit_usd\":%.6f,\"period\":\"%s\"",
+    buf_printf(extra, "\"event\":\"budget_alert\",\"budget\":\"");
+    buf_append_json_escaped(extra, line->identity, strlen(line->identity));
+    buf_printf(extra, "\",\"scope\":\"%s\",\"name\":\"", budget_scope_name(line->scope));
+    buf_append_json_escaped(extra, line->value, strlen(line->value));
+    buf_printf(extra, "\",\"threshold_percent\":%d,\"spent_usd\":%.6f,\"limit_usd\":%.6f,\"period\":\"%s\"",
                alert->percent, (double)alert->spent / BUDGET_NANO_PER_USD, (double)line->limit / BUDGET_NANO_PER_USD,
                budget_period_name(line->period));
     if (start[0] != '\0')
-        buf_printf(&extra, ",\"period_start\":\"%s\"", start);
-    log_write(LOG_WARN, extra.data, "budget for %s '%s' reached %d%%: spent $%.2f of $%.2f this %s",
-              budget_scope_name(line->scope), line->value, alert->percent, (double)alert->spent / BUDGET_NANO_PER_USD,
-              (double)line->limit / BUDGET_NANO_PER_USD,
-              line->period == BUDGET_PERIOD_TOTAL ? "period (total)" : budget_period_name(line->period));
+        buf_printf(extra, ",\"period_start\":\"%s\"", start);
+}
+
+static void alert_message(const budget_alert_t *alert, char *out, size_t size)
+{
+    const budget_line_t *line = alert->line;
+    snprintf(out, size, "budget for %s '%s' reached %d%%: spent $%.2f of $%.2f %s%s", budget_scope_name(line->scope),
+             line->value, alert->percent, (double)alert->spent / BUDGET_NANO_PER_USD,
+             (double)line->limit / BUDGET_NANO_PER_USD, line->period == BUDGET_PERIOD_TOTAL ? "in " : "this ",
+             line->period == BUDGET_PERIOD_TOTAL ? "total" : budget_period_name(line->period));
+}
+
+void budget_alert_json(const budget_alert_t *alert, buf_t *out)
+{
+    char message[BUDGET_IDENTITY_LENGTH + 128];
+    alert_message(alert, message, sizeof message);
+    buf_append_str(out, "{\"message\":\"");
+    buf_append_json_escaped(out, message, strlen(message));
+    buf_append_str(out, "\",");
+    alert_members(alert, out);
+    buf_append_char(out, '}');
+}
+
+static void log_alert(const budget_alert_t *alert)
+{
+    char message[BUDGET_IDENTITY_LENGTH + 128];
+    alert_message(alert, message, sizeof message);
+    buf_t extra;
+    buf_init(&extra);
+    alert_members(alert, &extra);
+    log_write(LOG_WARN, extra.data, "%s", message);
     buf_free(&extra);
 }
 
-void budget_commit(budget_ticket_t *ticket, int64_t now_s, int64_t actual)
+size_t budget_commit(budget_ticket_t *ticket, int64_t now_s, int64_t actual, budget_alert_t *alerts_out)
 {
     if (ticket == NULL || ticket->refused_line >= 0 || ticket->line_count == 0)
-        return;
+        return 0;
     if (actual < 0)
         actual = 0;
     budget_entry_t *entries[BUDGET_MAX_LINES], *sorted[BUDGET_MAX_LINES];
-    budget_alert_t alerts[BUDGET_MAX_LINES * ALERT_COUNT];
+    budget_alert_t alerts[BUDGET_MAX_ALERTS];
     size_t alert_count = 0;
     pthread_rwlock_rdlock(&table_lock);
     find_entries(ticket, entries);
@@ -442,6 +461,9 @@ void budget_commit(budget_ticket_t *ticket, int64_t now_s, int64_t actual)
         int a = alerts[i].percent == 70 ? 0 : alerts[i].percent == 90 ? 1 : 2;
         atomic_fetch_add(&alert_counts[alerts[i].line->scope][a], 1);
     }
+    if (alerts_out != NULL)
+        memcpy(alerts_out, alerts, alert_count * sizeof *alerts);
+    return alert_count;
 }
 
 int64_t budget_spent(const char *identity, int64_t now_s)
@@ -768,12 +790,85 @@ static int64_t actual_cost(const request_t *request, const budget_ticket_t *tick
     return has_answered ? ticket->reserved : 0;
 }
 
+/* Owner: itself, from webhook_post until its transfer ends. One alert POST. */
+typedef struct budget_webhook {
+    upstream_pool_t *pool;
+    CURL *easy;
+    struct curl_slist *headers;
+    char *url; /* for the failure message */
+    buf_t body;
+} budget_webhook_t;
+
+static size_t webhook_discard(char *data, size_t size, size_t count, void *unused)
+{
+    (void)data;
+    (void)unused;
+    return size * count;
+}
+
+static void webhook_free(budget_webhook_t *webhook)
+{
+    upstream_pool_release(webhook->pool, webhook->easy);
+    curl_slist_free_all(webhook->headers);
+    free(webhook->url);
+    buf_free(&webhook->body);
+    free(webhook);
+}
+
+static void webhook_done(void *argument, CURLcode result)
+{
+    budget_webhook_t *webhook = argument;
+    long status = 0;
+    curl_easy_getinfo(webhook->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (result != CURLE_OK || status < 200 || status >= 300)
+        log_warn("budget alert webhook %s failed: %s", webhook->url,
+                 result != CURLE_OK ? curl_easy_strerror(result) : "non-2xx status");
+    webhook_free(webhook);
+}
+
+/* POSTs alert to the configured webhook on the request's worker's libcurl
+ * multi: the loop never waits for it, and a failure is only logged. */
+static void webhook_post(const request_t *request, const budget_alert_t *alert)
+{
+    const config_t *config = request->config;
+    if (config->alert_webhook_url == NULL || request->worker == NULL || request->worker->pool == NULL)
+        return;
+    budget_webhook_t *webhook = calloc(1, sizeof *webhook);
+    if (webhook == NULL)
+        return;
+    webhook->pool = request->worker->pool;
+    buf_init(&webhook->body);
+    budget_alert_json(alert, &webhook->body);
+    webhook->url = strdup(config->alert_webhook_url);
+    webhook->headers = curl_slist_append(NULL, "Content-Type: application/json");
+    webhook->easy = upstream_pool_acquire(webhook->pool);
+    if (webhook->body.data == NULL || webhook->url == NULL || webhook->headers == NULL || webhook->easy == NULL) {
+        webhook_free(webhook);
+        return;
+    }
+    CURL *easy = webhook->easy;
+    curl_easy_setopt(easy, CURLOPT_URL, webhook->url);
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, webhook->headers);
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, webhook->body.data);
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long)webhook->body.length);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, config->alert_webhook_timeout_ms);
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, webhook_discard);
+    if (upstream_pool_add(webhook->pool, easy, "budget-alert-webhook", 4, webhook_done, webhook) != 0) {
+        log_warn("budget alert webhook %s: cannot start the transfer", webhook->url);
+        webhook_free(webhook);
+    }
+}
+
 static void budget_on_complete(request_t *request)
 {
     budget_ticket_t *ticket = request->budget_ticket;
     if (ticket == NULL)
         return;
-    budget_commit(ticket, (int64_t)time(NULL), actual_cost(request, ticket));
+    budget_alert_t alerts[BUDGET_MAX_ALERTS];
+    size_t count = budget_commit(ticket, (int64_t)time(NULL), actual_cost(request, ticket), alerts);
+    for (size_t i = 0; i < count; i++)
+        webhook_post(request, &alerts[i]);
 }
 
 const stage_t stage_budget = {.name = "budget", .on_request = budget_on_request, .on_complete = budget_on_complete};

@@ -798,7 +798,7 @@ static int parse_root(loader_t *loader, yaml_node_t *root)
     static const char *const sections[] = {"server",  "providers", "models",  "pricing", "keys",
                                            "logging", "teams",     "cache",   "redis",   "routes",
                                            "budgets", "guardrails", "mcp",    "admin",   "metrics",
-                                           "tracing", "experiments", "limits", NULL};
+                                           "tracing", "experiments", "limits", "alerts", NULL};
     if (root == NULL || root->type != YAML_MAPPING_NODE) {
         loader_fail(loader, root, "(root)", "the file must be a YAML mapping with server, providers and models");
         return -1;
@@ -821,6 +821,8 @@ static int parse_root(loader_t *loader, yaml_node_t *root)
             rc = config_cache_parse_redis(loader, value);
         else if (strcmp(section, "limits") == 0)
             rc = parse_limits(loader, value);
+        else if (strcmp(section, "alerts") == 0)
+            rc = config_budget_parse_alerts(loader, value);
         else if (loader_is_one_of(section, reserved_sections))
             log_warn("config section '%s' is not supported by this build and is ignored", section);
         if (rc != 0)
@@ -884,6 +886,7 @@ static config_t *config_new_defaults(void)
     config->server.max_json_depth = 64;
     config->server.drain_timeout_ms = 30000;
     config->limits.window_seconds = 60;
+    config->alert_webhook_timeout_ms = 5000;
     config->logging.access_log = strdup("stdout");
     config->logging.level = strdup("info");
     if (!config->server.listen_host || !config->logging.access_log || !config->logging.level) {

@@ -9,6 +9,8 @@
  *     - { scope: user, match: "*", usd: 5, period: day }        # each user their own $5 a day
  *     - { scope: feature, match: search, usd: 100, period: week }
  *
+ *   alerts:  { webhook_url: "https://hooks.example.com/sluice", timeout_ms: 5000 }
+ *
  * period is day | week | month | total (default month); weeks start on Monday. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,8 +154,30 @@ int config_budget_parse_list(loader_t *loader, yaml_node_t *node)
     return 0;
 }
 
+/* alerts: { webhook_url: URL, timeout_ms: 5000 } — where budget alerts are POSTed. */
+int config_budget_parse_alerts(loader_t *loader, yaml_node_t *node)
+{
+    static const char *const keys[] = {"webhook_url", "timeout_ms", NULL};
+    config_t *config = loader->config;
+    if (loader_expect_type(loader, node, YAML_MAPPING_NODE, "alerts") || loader_check_keys(loader, node, "alerts", keys))
+        return -1;
+    yaml_node_t *url = loader_child_or_self(loader, node, "webhook_url");
+    if (url != node) {
+        if ((config->alert_webhook_url = loader_string(loader, url, "alerts.webhook_url")) == NULL)
+            return -1;
+        if (strncmp(config->alert_webhook_url, "http://", 7) != 0 && strncmp(config->alert_webhook_url, "https://", 8) != 0) {
+            loader_fail(loader, url, "alerts.webhook_url", "must start with http:// or https://");
+            return -1;
+        }
+    }
+    yaml_node_t *timeout = loader_child_or_self(loader, node, "timeout_ms");
+    return timeout == node ? 0
+                           : loader_long(loader, timeout, "alerts.timeout_ms", 1, 600000, &config->alert_webhook_timeout_ms);
+}
+
 void config_budget_free(config_t *config)
 {
+    free(config->alert_webhook_url);
     for (size_t i = 0; i < config->budget_count; i++)
         free(config->budgets[i].match);
     free(config->budgets);

@@ -73,11 +73,25 @@ int budget_ticket_add(budget_ticket_t *ticket, budget_scope_t scope, const char 
  * (returns false, refused_line set) when for some line spent + reserved
  * reaches the limit or spent + reserved + estimate exceeds it. Lines get spent/reserved filled either way. */
 bool budget_admit(budget_ticket_t *ticket, int64_t now_s, int64_t estimate);
+/* A threshold (70, 90 or 100 % of the limit) a budget's spend crossed. */
+typedef struct budget_alert {
+    const budget_line_t *line; /* in the committed ticket */
+    int percent;
+    int64_t spent;
+    int64_t period_start;
+} budget_alert_t;
+
+enum { BUDGET_MAX_ALERTS = BUDGET_MAX_LINES * 3 };
+
 /* On completion: replaces the ticket's reservation with actual (nano-USD,
- * 0 for a call that cost nothing) and logs an alert for each 70/90/100 %
- * threshold a line crossed in its period. A no-op for a refused ticket and
- * lines whose entries have since been dropped. */
-void budget_commit(budget_ticket_t *ticket, int64_t now_s, int64_t actual);
+ * 0 for a call that cost nothing); logs an alert for each 70/90/100 %
+ * threshold a line crossed in its period (once per period) and returns them
+ * in alerts (capacity BUDGET_MAX_ALERTS; may be NULL). A no-op returning 0
+ * for a refused or committed ticket and lines whose entries have since been
+ * dropped. */
+size_t budget_commit(budget_ticket_t *ticket, int64_t now_s, int64_t actual, budget_alert_t *alerts);
+/* An alert as a JSON object (the webhook body; the log line has the same members). */
+void budget_alert_json(const budget_alert_t *alert, buf_t *out);
 /* Committed spend of an identity this period (tests, admin); 0 when unknown. */
 int64_t budget_spent(const char *identity, int64_t now_s);
 /* After a reload: drops the spend of budgets the config no longer has. */

@@ -306,6 +306,8 @@ typedef struct config {
     redis_config_t redis;
     budget_config_t *budgets; /* config_budget.c */
     size_t budget_count;
+    char *alert_webhook_url;       /* alerts.webhook_url: budget alerts are POSTed here; NULL = none */
+    long alert_webhook_timeout_ms; /* alerts.timeout_ms */
 } config_t;
 
 /* Loads and validates path. On failure returns NULL and writes a message

@@ -8,15 +8,22 @@
 // keeps spend and applies a changed amount; /metrics keeps per-user budgets aggregated; an
 // unpriced model reserves nothing and says so.
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 
-import { assertOpenAIError, chat, post, request, secret, sha256hex, startStack, streamRequest } from '../lib/harness.mjs';
+import {
+    assertOpenAIError, chat, post, request, secret, sha256hex, startStack, streamRequest, waitFor,
+} from '../lib/harness.mjs';
 
 const names = ['fails', 'kb', 't1', 't2', 'u', 'burst', 'alerting', 'streamer', 'free'];
 const secrets = Object.fromEntries(names.map((n) => [n, secret(`sk-${n}`)]));
 
+// The alert webhook: a tiny HTTP listener recording what it is POSTed.
+const webhook = { posts: [], server: null, port: 0 };
+
 const budgetConfig = (kbUsd = 20) => (cfg) => ({
     ...cfg,
+    alerts: { webhook_url: `http://127.0.0.1:${webhook.port}/hook`, timeout_ms: 2000 },
     models: { ...cfg.models, free: { targets: [{ provider: 'mock', model: 'unpriced-model' }] } },
     keys: [
         { name: 'kb', key_sha256: sha256hex(secrets.kb), budget: { usd: kbUsd, period: 'day' } },
@@ -57,6 +64,16 @@ function assertQuota(r, message) {
 describe('budgets', { timeout: 60000 }, () => {
     let s;
     before(async () => {
+        webhook.server = http.createServer((req, res) => {
+            let body = '';
+            req.on('data', (d) => { body += d; });
+            req.on('end', () => {
+                webhook.posts.push({ method: req.method, url: req.url, type: req.headers['content-type'], body: JSON.parse(body) });
+                res.writeHead(204).end();
+            });
+        });
+        await new Promise((resolve) => webhook.server.listen(0, '127.0.0.1', resolve));
+        webhook.port = webhook.server.address().port;
         s = await startStack({
             keys: null,
             pricing: { 'gpt-4o-mini': { input: 0, output: 1000000 } },
@@ -65,6 +82,7 @@ describe('budgets', { timeout: 60000 }, () => {
         });
     });
     after(async () => {
+        webhook.server?.close();
         if (!s) return;
         const problems = await s.stop();
         assert.deepEqual(problems, [], 'gateway shut down cleanly');
@@ -161,7 +179,19 @@ describe('budgets', { timeout: 60000 }, () => {
         }
         assert.equal(alerts[0].spent_usd, 14);
         assert.equal(alerts[2].spent_usd, 20);
-        assert.match(alerts[0].msg, /budget for key 'alerting' reached 70%: spent \$14\.00 of \$20\.00/);
+        assert.equal(alerts[0].msg, "budget for key 'alerting' reached 70%: spent $14.00 of $20.00 in total");
+        // The same alerts were POSTed to the webhook, once each.
+        const posted = () => webhook.posts.filter((p) => p.body.budget === 'key:alerting:total');
+        await waitFor(() => posted().length === 3, { what: 'three webhook posts' });
+        assert.deepEqual(posted().map((p) => p.body.threshold_percent), [70, 90, 100]);
+        for (const p of posted()) {
+            assert.equal(p.method, 'POST');
+            assert.equal(p.url, '/hook');
+            assert.equal(p.type, 'application/json');
+            assert.equal(p.body.event, 'budget_alert');
+            assert.equal(p.body.limit_usd, 20);
+        }
+        assert.equal(posted()[1].body.message, "budget for key 'alerting' reached 90%: spent $20.00 of $20.00 in total");
     });
 
     test('streams count against the budget', async () => {

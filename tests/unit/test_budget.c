@@ -93,12 +93,12 @@ Test(budget, reservation_and_true_up)
     cr_assert_not(admit_one(&c, "web", 1.0, LEAP_DAY, USD(0.4)), "0.4 + 0.4 reserved: 0.4 more does not fit");
     cr_assert(c.is_refused_for_in_flight, "spend alone would fit: it is the requests in flight");
     cr_assert_eq(c.retry_after_s, 1);
-    budget_commit(&a, LEAP_DAY, USD(0.1)); /* cost less than reserved */
-    budget_commit(&a, LEAP_DAY, USD(0.1)); /* a second commit is a no-op */
-    budget_commit(&b, LEAP_DAY, 0);        /* failed: releases its reservation */
+    budget_commit(&a, LEAP_DAY, USD(0.1), NULL); /* cost less than reserved */
+    budget_commit(&a, LEAP_DAY, USD(0.1), NULL); /* a second commit is a no-op */
+    budget_commit(&b, LEAP_DAY, 0, NULL);        /* failed: releases its reservation */
     cr_assert_eq(budget_spent("team:web:month", LEAP_DAY), USD(0.1));
     cr_assert(admit_one(&c, "web", 1.0, LEAP_DAY, USD(0.9)), "0.1 spent, nothing in flight: 0.9 fits exactly");
-    budget_commit(&c, LEAP_DAY, USD(0.95)); /* cost more than estimated */
+    budget_commit(&c, LEAP_DAY, USD(0.95), NULL); /* cost more than estimated */
     cr_assert_eq(budget_spent("team:web:month", LEAP_DAY), USD(1.05));
     budget_ticket_t d;
     cr_assert_not(admit_one(&d, "web", 1.0, LEAP_DAY, 0), "exhausted: even a free request is refused");
@@ -111,12 +111,12 @@ Test(budget, a_new_period_starts_with_no_spend)
 {
     budget_ticket_t a, b;
     cr_assert(admit_one(&a, "web", 1.0, LEAP_DAY, USD(0.5)));
-    budget_commit(&a, LEAP_DAY, USD(1.0));
+    budget_commit(&a, LEAP_DAY, USD(1.0), NULL);
     cr_assert_not(admit_one(&b, "web", 1.0, LEAP_DAY, 0));
     int64_t march = 1709251200LL;
     cr_assert(admit_one(&b, "web", 1.0, march, USD(0.5)), "March starts afresh");
     cr_assert_eq(budget_spent("team:web:month", march), 0);
-    budget_commit(&b, march, USD(0.25));
+    budget_commit(&b, march, USD(0.25), NULL);
     cr_assert_eq(budget_spent("team:web:month", march), USD(0.25));
 }
 
@@ -157,7 +157,7 @@ Test(budget, concurrent_reservations_admit_exactly_what_fits)
     atomic_store(&admitted, 0);
     budget_ticket_t first;
     cr_assert(admit_one(&first, "burst", 10.0, LEAP_DAY, 0));
-    budget_commit(&first, LEAP_DAY, USD(8.0)); /* $2 left: 200 requests of a cent */
+    budget_commit(&first, LEAP_DAY, USD(8.0), NULL); /* $2 left: 200 requests of a cent */
     pthread_t threads[THREADS];
     for (int i = 0; i < THREADS; i++)
         cr_assert_eq(pthread_create(&threads[i], NULL, burst, NULL), 0);
@@ -170,9 +170,9 @@ Test(budget, reload_keeps_spend_of_budgets_still_configured)
 {
     budget_ticket_t a, b;
     cr_assert(admit_one(&a, "web", 5.0, LEAP_DAY, 0));
-    budget_commit(&a, LEAP_DAY, USD(2.0));
+    budget_commit(&a, LEAP_DAY, USD(2.0), NULL);
     cr_assert(admit_one(&b, "gone", 5.0, LEAP_DAY, 0));
-    budget_commit(&b, LEAP_DAY, USD(1.0));
+    budget_commit(&b, LEAP_DAY, USD(1.0), NULL);
     char error[512];
     static const char yaml[] = "providers: { p: { type: openai, api_key: sk-test-123 } }\n"
                                "teams: { web: { budget: { usd: 9, period: month } } }\n";
@@ -209,6 +209,7 @@ Test(budget, config_collects_all_forms)
     cr_assert(b[1].scope == BUDGET_SCOPE_TEAM && b[1].usd == 500 && b[1].period == BUDGET_PERIOD_MONTH);
     cr_assert(b[2].scope == BUDGET_SCOPE_USER && strcmp(b[2].match, "*") == 0 && b[2].period == BUDGET_PERIOD_WEEK);
     cr_assert(b[3].scope == BUDGET_SCOPE_FEATURE && b[3].period == BUDGET_PERIOD_TOTAL);
+    cr_assert_null(config->alert_webhook_url);
     config_unref(config);
 }
 
@@ -231,4 +232,6 @@ Test(budget, config_errors_name_line_and_key)
     assert_rejected("budgets:\n  - { scope: user, usd: 1 }\n", "budgets[0]: missing required key 'match'");
     assert_rejected("budgets:\n  - { scope: user, match: a, usd: 1, every: day }\n", "every");
     assert_rejected("keys:\n  - { name: a, key: sk-app-12345678, budget: { usd: -1 } }\n", "keys[0].budget.usd");
+    assert_rejected("alerts: { webhook_url: \"ftp://x\" }\n", "test.yaml:2: alerts.webhook_url: must start with http");
+    assert_rejected("alerts: { email: a@b }\n", "email");
 }
