@@ -146,6 +146,12 @@ static pthread_rwlock_t table_lock = PTHREAD_RWLOCK_INITIALIZER;
 static budget_entry_t **slots;
 static size_t slot_count; /* a power of two, or 0 before the first entry */
 static size_t entry_count;
+/* Creating an entry sweeps idle ones once the table has SWEEP_MIN entries,
+ * when it has doubled since the last sweep or a UTC day has begun (the
+ * earliest a period can end). */
+enum { SWEEP_MIN = 1024 };
+static size_t sweep_at = SWEEP_MIN;
+static int64_t swept_day = INT64_MIN;
 static atomic_uint_fast64_t next_generation = 1;
 /* Counters for /metrics, by scope (and threshold). */
 static atomic_long alert_counts[4][ALERT_COUNT];
@@ -190,8 +196,37 @@ static int grow(void)
     return 0;
 }
 
+static void entry_free(budget_entry_t *entry);
+
+/* Under the write lock (so no entry lock is held by anyone): drops entries
+ * whose period has ended with nothing in flight. They hold no spend for the
+ * current period, so this loses nothing; it keeps the table of a "*" budget
+ * as large as the users or features active in the current period. */
+static void sweep_idle(int64_t now_s)
+{
+    for (size_t i = 0; i < slot_count; i++) {
+        for (budget_entry_t **link = &slots[i]; *link != NULL;) {
+            budget_entry_t *entry = *link;
+            if (entry->reserved != 0 || entry->period_start == budget_period_start(entry->period, now_s)) {
+                link = &entry->next;
+                continue;
+            }
+            *link = entry->next;
+            entry_free(entry);
+            entry_count--;
+        }
+    }
+    sweep_at = entry_count * 2 > SWEEP_MIN ? entry_count * 2 : SWEEP_MIN;
+    swept_day = floor_div(now_s, 86400);
+}
+
+static bool is_sweep_due(int64_t now_s)
+{
+    return entry_count >= SWEEP_MIN && (entry_count >= sweep_at || floor_div(now_s, 86400) != swept_day);
+}
+
 /* Under the write lock. */
-static budget_entry_t *insert(const budget_line_t *line, uint64_t hash)
+static budget_entry_t *insert(const budget_line_t *line, uint64_t hash, int64_t now_s)
 {
     if (entry_count >= slot_count && grow() != 0 && slot_count == 0)
         return NULL;
@@ -203,6 +238,7 @@ static budget_entry_t *insert(const budget_line_t *line, uint64_t hash)
     entry->hash = hash;
     entry->scope = line->scope;
     entry->period = line->period;
+    entry->period_start = budget_period_start(line->period, now_s);
     pthread_mutex_init(&entry->lock, NULL);
     entry->generation = atomic_fetch_add(&next_generation, 1);
     entry->next = slots[hash & (slot_count - 1)];
@@ -322,10 +358,12 @@ bool budget_admit(budget_ticket_t *ticket, int64_t now_s, int64_t estimate)
         /* A budget's first request: create its entries under the write lock. */
         pthread_rwlock_unlock(&table_lock);
         pthread_rwlock_wrlock(&table_lock);
+        if (is_sweep_due(now_s))
+            sweep_idle(now_s); /* before looking up: it may drop entries found above */
         for (size_t i = 0; i < ticket->line_count; i++) {
             uint64_t hash = hash_text(ticket->lines[i].identity);
             if ((entries[i] = find(ticket->lines[i].identity, hash)) == NULL &&
-                (entries[i] = insert(&ticket->lines[i], hash)) == NULL) {
+                (entries[i] = insert(&ticket->lines[i], hash, now_s)) == NULL) {
                 pthread_rwlock_unlock(&table_lock);
                 log_warn("budget: out of memory creating the spend of '%s'; admitting unchecked",
                          ticket->lines[i].identity);
@@ -527,6 +565,8 @@ void budget_reset(void)
     free(slots);
     slots = NULL;
     slot_count = entry_count = 0;
+    sweep_at = SWEEP_MIN;
+    swept_day = INT64_MIN;
     pthread_rwlock_unlock(&table_lock);
 }
 
@@ -579,8 +619,9 @@ void budget_metrics_render(buf_t *out)
             pthread_mutex_lock(&entry->lock);
             entry_roll(entry, now_s);
             int64_t spent = entry->spent, limit = entry->limit;
+            bool is_named = entry->is_named;
             pthread_mutex_unlock(&entry->lock);
-            if (!entry->is_named || named >= NAMED_SERIES_MAX) {
+            if (!is_named || named >= NAMED_SERIES_MAX) {
                 aggregate_t *aggregate = &aggregates[entry->scope][entry->period];
                 aggregate->spent += spent;
                 aggregate->limit = limit > aggregate->limit ? limit : aggregate->limit;

@@ -166,6 +166,32 @@ Test(budget, concurrent_reservations_admit_exactly_what_fits)
     cr_assert_eq(atomic_load(&admitted), 200);
 }
 
+Test(budget, idle_entries_of_past_periods_are_swept)
+{
+    char user[32];
+    for (int i = 0; i < 1100; i++) {
+        budget_ticket_t ticket;
+        budget_ticket_init(&ticket);
+        snprintf(user, sizeof user, "user-%d", i);
+        budget_ticket_add(&ticket, BUDGET_SCOPE_USER, user, BUDGET_PERIOD_DAY, 1.0, false);
+        cr_assert(budget_admit(&ticket, LEAP_DAY, USD(0.5)));
+        budget_commit(&ticket, LEAP_DAY, USD(0.25), NULL);
+    }
+    budget_ticket_t held, total, next_day;
+    cr_assert(admit_one(&held, "held", 1.0, LEAP_DAY, USD(0.5))); /* in flight across midnight */
+    cr_assert(admit_one(&total, "forever", 1.0, LEAP_DAY, 0));
+    budget_commit(&total, LEAP_DAY, USD(0.5), NULL);
+    cr_assert_eq(budget_entry_count(), 1102);
+    int64_t tomorrow = LEAP_DAY + 86400 * 40; /* April: the month entries have rolled too */
+    budget_ticket_init(&next_day);
+    budget_ticket_add(&next_day, BUDGET_SCOPE_USER, "late", BUDGET_PERIOD_DAY, 1.0, false);
+    budget_ticket_add(&next_day, BUDGET_SCOPE_TEAM, "kept", BUDGET_PERIOD_TOTAL, 1.0, true);
+    cr_assert(budget_admit(&next_day, tomorrow, USD(0.1)));
+    cr_assert_eq(budget_entry_count(), 3, "only the in-flight entry and the new ones are left");
+    budget_commit(&held, tomorrow, USD(0.5), NULL);
+    cr_assert_eq(budget_spent("team:held:month", tomorrow), USD(0.5), "the late true-up lands in the new period");
+}
+
 Test(budget, reload_keeps_spend_of_budgets_still_configured)
 {
     budget_ticket_t a, b;
