@@ -207,7 +207,7 @@ static void sweep_idle(int64_t now_s)
     for (size_t i = 0; i < slot_count; i++) {
         for (budget_entry_t **link = &slots[i]; *link != NULL;) {
             budget_entry_t *entry = *link;
-            if (entry->reserved != 0 || entry->period_start == budget_period_start(entry->period, now_s)) {
+            if (entry->reserved != 0 || entry->period_start >= budget_period_start(entry->period, now_s)) {
                 link = &entry->next;
                 continue;
             }
@@ -254,11 +254,13 @@ static void entry_free(budget_entry_t *entry)
     free(entry);
 }
 
-/* Under the entry's lock: a new period starts with no spend and no alerts. */
+/* Under the entry's lock: a new period starts with no spend and no alerts.
+ * Periods only move forward, so a clock stepped back across a boundary does
+ * not wipe the spend of the period it already started. */
 static void entry_roll(budget_entry_t *entry, int64_t now_s)
 {
     int64_t start = budget_period_start(entry->period, now_s);
-    if (start == entry->period_start)
+    if (start <= entry->period_start)
         return;
     entry->period_start = start;
     entry->spent = 0;

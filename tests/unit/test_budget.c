@@ -118,6 +118,10 @@ Test(budget, a_new_period_starts_with_no_spend)
     cr_assert_eq(budget_spent("team:web:month", march), 0);
     budget_commit(&b, march, USD(0.25), NULL);
     cr_assert_eq(budget_spent("team:web:month", march), USD(0.25));
+    budget_ticket_t late;
+    cr_assert(admit_one(&late, "web", 1.0, march - 1, USD(0.5)), "a clock stepped back stays in March");
+    budget_commit(&late, march - 1, USD(0.5), NULL);
+    cr_assert_eq(budget_spent("team:web:month", march), USD(0.75), "and does not wipe its spend");
 }
 
 Test(budget, reserved_on_every_budget_or_none)
