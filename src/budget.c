@@ -282,7 +282,14 @@ int budget_ticket_add(budget_ticket_t *ticket, budget_scope_t scope, const char 
                       double limit_usd, bool is_named)
 {
     char identity[BUDGET_IDENTITY_LENGTH];
-    snprintf(identity, sizeof identity, "%s:%s:%s", budget_scope_name(scope), value, budget_period_name(period));
+    int length = snprintf(identity, sizeof identity, "%s:%s:%s", budget_scope_name(scope), value,
+                          budget_period_name(period));
+    if (length < 0 || (size_t)length >= sizeof identity) {
+        /* A value too long to spell out: its start and a hash of all of it,
+         * so two long values that share a prefix keep apart. */
+        snprintf(identity, sizeof identity, "%s:%.100s#%016llx:%s", budget_scope_name(scope), value,
+                 (unsigned long long)hash_text(value), budget_period_name(period));
+    }
     int64_t limit = (int64_t)(limit_usd * BUDGET_NANO_PER_USD + 0.5);
     for (size_t i = 0; i < ticket->line_count; i++) {
         budget_line_t *line = &ticket->lines[i];

@@ -41,7 +41,7 @@ const char *budget_scope_name(budget_scope_t scope);
 
 /* One budget a request falls under. */
 typedef struct budget_line {
-    char identity[BUDGET_IDENTITY_LENGTH]; /* "scope:value:period" */
+    char identity[BUDGET_IDENTITY_LENGTH]; /* "scope:value:period"; a long value as "start#hash" */
     budget_scope_t scope;
     budget_period_t period;
     const char *value; /* the key, team, user or feature (caller's memory), for messages */

@@ -141,6 +141,22 @@ Test(budget, reserved_on_every_budget_or_none)
     cr_assert(budget_admit(&other, LEAP_DAY, USD(10.0)), "the refusal reserved nothing on the key budget");
 }
 
+Test(budget, long_values_keep_apart)
+{
+    char a[400], b[400];
+    memset(a, 'u', sizeof a - 1);
+    a[sizeof a - 1] = '\0';
+    memcpy(b, a, sizeof b);
+    b[sizeof b - 2] = 'v'; /* differs only at the end */
+    budget_ticket_t ticket;
+    budget_ticket_init(&ticket);
+    budget_ticket_add(&ticket, BUDGET_SCOPE_USER, a, BUDGET_PERIOD_DAY, 1.0, false);
+    budget_ticket_add(&ticket, BUDGET_SCOPE_USER, b, BUDGET_PERIOD_DAY, 1.0, false);
+    cr_assert_eq(ticket.line_count, 2);
+    cr_assert_str_neq(ticket.lines[0].identity, ticket.lines[1].identity);
+    cr_assert(strstr(ticket.lines[0].identity, ":day") != NULL);
+}
+
 /* N threads reserve against one budget: exactly what fits is admitted. */
 enum { THREADS = 8, ATTEMPTS = 200 };
 static atomic_int admitted;
