@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "sluice/budget.h"
 #include "sluice/cache.h"
 #include "sluice/pipeline.h"
 #include "sluice/util/buf.h"
@@ -165,6 +166,7 @@ static void access_log_on_complete(request_t *request)
     add_string(&line, "error_type", request->error_type);
     add_string(&line, "error", request->error_message);
     cache_log_fields(request, &line);
+    budget_log_fields(request, &line);
     APPEND_LITERAL(&line, "}\n");
     if (line.data != NULL) {
         ssize_t written = write(fd, line.data, line.length);

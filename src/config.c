@@ -24,8 +24,7 @@
 
 /* Sections later issues define; accepted (with a warning) so a config written
  * for a newer build still loads here with those features off. */
-static const char *const reserved_sections[] = {"teams", "budgets", "guardrails",
-                                                "mcp", "admin", "metrics", "tracing", NULL};
+static const char *const reserved_sections[] = {"guardrails", "mcp", "admin", "metrics", "tracing", NULL};
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -684,6 +683,7 @@ static int parse_key(loader_t *loader, yaml_node_t *node, const char *path, key_
     if (loader_expect_type(loader, node, YAML_MAPPING_NODE, path) || loader_check_keys(loader, node, path, keys))
         return -1;
     int secrets = 0;
+    yaml_node_t *budget = NULL; /* added once the name is known */
     FOR_EACH_PAIR(node, pair)
     {
         const char *name = loader_key(loader, pair);
@@ -706,6 +706,10 @@ static int parse_key(loader_t *loader, yaml_node_t *node, const char *path, key_
             rc = loader_long(loader, value, item_path, 0, LONG_MAX, &key->tpm);
         else if (strcmp(name, "admin") == 0)
             rc = loader_bool(loader, value, item_path, &key->is_admin);
+        else if (strcmp(name, "user") == 0)
+            rc = (key->user = loader_string(loader, value, item_path)) ? 0 : -1;
+        else if (strcmp(name, "budget") == 0)
+            budget = value;
         if (rc != 0)
             return -1;
     }
@@ -716,6 +720,11 @@ static int parse_key(loader_t *loader, yaml_node_t *node, const char *path, key_
     if (secrets != 1) {
         loader_fail(loader, node, path, "needs exactly one of 'key_sha256' or 'key'");
         return -1;
+    }
+    if (budget != NULL) {
+        char budget_path[CONFIG_PATH_LENGTH];
+        snprintf(budget_path, sizeof budget_path, "%s.budget", path);
+        return config_budget_add(loader, budget, budget_path, BUDGET_SCOPE_KEY, key->name);
     }
     return 0;
 }
@@ -789,7 +798,7 @@ static int parse_root(loader_t *loader, yaml_node_t *root)
     static const char *const sections[] = {"server",  "providers", "models",  "pricing", "keys",
                                            "logging", "teams",     "cache",   "redis",   "routes",
                                            "budgets", "guardrails", "mcp",    "admin",   "metrics",
-                                           "tracing", "experiments", "limits", NULL};
+                                           "tracing", "experiments", "limits", "alerts", NULL};
     if (root == NULL || root->type != YAML_MAPPING_NODE) {
         loader_fail(loader, root, "(root)", "the file must be a YAML mapping with server, providers and models");
         return -1;
@@ -812,6 +821,8 @@ static int parse_root(loader_t *loader, yaml_node_t *root)
             rc = config_cache_parse_redis(loader, value);
         else if (strcmp(section, "limits") == 0)
             rc = parse_limits(loader, value);
+        else if (strcmp(section, "alerts") == 0)
+            rc = config_budget_parse_alerts(loader, value);
         else if (loader_is_one_of(section, reserved_sections))
             log_warn("config section '%s' is not supported by this build and is ignored", section);
         if (rc != 0)
@@ -844,6 +855,10 @@ static int parse_root(loader_t *loader, yaml_node_t *root)
             rc = config_routing_parse_experiments(loader, value);
         else if (strcmp(section, "cache") == 0)
             rc = config_cache_parse(loader, value);
+        else if (strcmp(section, "teams") == 0)
+            rc = config_budget_parse_teams(loader, value);
+        else if (strcmp(section, "budgets") == 0)
+            rc = config_budget_parse_list(loader, value);
         if (rc != 0)
             return -1;
     }
@@ -871,6 +886,7 @@ static config_t *config_new_defaults(void)
     config->server.max_json_depth = 64;
     config->server.drain_timeout_ms = 30000;
     config->limits.window_seconds = 60;
+    config->alert_webhook_timeout_ms = 5000;
     config->logging.access_log = strdup("stdout");
     config->logging.level = strdup("info");
     if (!config->server.listen_host || !config->logging.access_log || !config->logging.level) {
@@ -1000,11 +1016,13 @@ static void config_free(config_t *config)
     }
     config_routing_free(config);
     config_cache_free(config);
+    config_budget_free(config);
     for (size_t i = 0; i < config->price_count; i++)
         free(config->prices[i].model);
     for (size_t i = 0; i < config->key_count; i++) {
         free(config->keys[i].name);
         free(config->keys[i].team);
+        free(config->keys[i].user);
         free_string_array(config->keys[i].models, config->keys[i].model_count);
     }
     free(config->providers);

@@ -58,4 +58,11 @@ int config_cache_parse(loader_t *loader, yaml_node_t *node);
 int config_cache_parse_redis(loader_t *loader, yaml_node_t *node);
 void config_cache_free(config_t *config);
 
+/* config_budget.c: keys[].budget, the teams and budgets sections. */
+int config_budget_add(loader_t *loader, yaml_node_t *node, const char *path, budget_scope_t scope, const char *match);
+int config_budget_parse_teams(loader_t *loader, yaml_node_t *node);
+int config_budget_parse_list(loader_t *loader, yaml_node_t *node);
+int config_budget_parse_alerts(loader_t *loader, yaml_node_t *node);
+void config_budget_free(config_t *config);
+
 #endif

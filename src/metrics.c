@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sluice/budget.h"
 #include "sluice/cache.h"
 #include "sluice/pipeline.h"
 #include "sluice/server.h"
@@ -265,5 +266,6 @@ int metrics_render(struct server *server, buf_t *out)
         render_histogram(out, "sluice_time_to_first_byte_seconds", &total->series[i], &total->series[i].ttfb);
     metrics_free(total);
     cache_metrics_render(out);
+    budget_metrics_render(out);
     return out->data ? 0 : -1;
 }

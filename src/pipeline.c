@@ -13,6 +13,7 @@ static const stage_t *const stages[] = {
     &stage_auth,       /* virtual key, model allow-list */
     &stage_limits,     /* per-key rpm/tpm: 429 before anything is spent or served from cache */
     &stage_router,     /* model name → provider + upstream model */
+    &stage_budget,     /* USD caps per key/team/user/feature: 429 before anything is spent; after the router for prices */
     &stage_cache_exact,    /* hit on the normalised request; admits answers on completion */
     &stage_cache_semantic, /* hit on a prompt that means the same */
     &stage_upstream,   /* provider adapter + libcurl transfer, streams back */

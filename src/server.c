@@ -13,6 +13,7 @@
 
 #include "sluice/access_log.h"
 #include "sluice/health.h"
+#include "sluice/budget.h"
 #include "sluice/limits.h"
 #include "sluice/log.h"
 #include "sluice/util/clock.h"
@@ -106,6 +107,7 @@ static void server_reload(server_t *server)
     pthread_mutex_unlock(&server->config_lock);
     config_unref(old); /* requests still using it keep it alive */
     limits_reconfigure(next);
+    budget_reconfigure(next);
     log_info("config reloaded from %s: %zu providers, %zu models, %zu keys", server->config_path,
              next->provider_count, next->model_count, next->key_count);
 }
@@ -254,6 +256,7 @@ int server_run(const char *config_path, config_t *config)
     config_unref(server.config);
     pthread_mutex_destroy(&server.config_lock);
     limits_reset();
+    budget_reset();
     log_info("sluice stopped");
     return exit_code;
 }

@@ -185,11 +185,26 @@ typedef struct price_config {
 
 enum { CONFIG_SHA256_LENGTH = 32 };
 
+/* What a budget caps: whose spend it counts (config_budget.c, budget.h). */
+typedef enum { BUDGET_SCOPE_KEY, BUDGET_SCOPE_TEAM, BUDGET_SCOPE_USER, BUDGET_SCOPE_FEATURE } budget_scope_t;
+/* Calendar periods in UTC; total never resets. */
+typedef enum { BUDGET_PERIOD_DAY, BUDGET_PERIOD_WEEK, BUDGET_PERIOD_MONTH, BUDGET_PERIOD_TOTAL } budget_period_t;
+
+/* Owner: config_t.budgets. One spending cap. keys[].budget, teams.NAME.budget
+ * and each budgets[] item all become one of these. */
+typedef struct budget_config {
+    budget_scope_t scope;
+    char *match; /* the key, team, user or feature it caps; "*" = each distinct one its own */
+    double usd;
+    budget_period_t period;
+} budget_config_t;
+
 /* Owner: config_t.keys. The secret itself is never kept, only its hash. */
 typedef struct key_config {
     char *name;
     unsigned char sha256[CONFIG_SHA256_LENGTH];
     char *team;
+    char *user;    /* the user budgets count this key's requests under when they name none */
     char **models; /* allowed model names; NULL = all */
     size_t model_count;
     long rpm, tpm; /* 0 = unlimited */
@@ -289,6 +304,10 @@ typedef struct config {
     cache_config_t cache;
     limits_config_t limits;
     redis_config_t redis;
+    budget_config_t *budgets; /* config_budget.c */
+    size_t budget_count;
+    char *alert_webhook_url;       /* alerts.webhook_url: budget alerts are POSTed here; NULL = none */
+    long alert_webhook_timeout_ms; /* alerts.timeout_ms */
 } config_t;
 
 /* Loads and validates path. On failure returns NULL and writes a message

@@ -26,6 +26,7 @@ extern const stage_t stage_parse;      /* parse.c */
 extern const stage_t stage_auth;       /* auth.c */
 extern const stage_t stage_limits;     /* limits.c */
 extern const stage_t stage_router;     /* router.c */
+extern const stage_t stage_budget;     /* budget.c */
 extern const stage_t stage_cache_exact;    /* cache_exact.c */
 extern const stage_t stage_cache_semantic; /* cache_semantic.c */
 extern const stage_t stage_upstream;   /* upstream.c */

@@ -31,6 +31,7 @@ struct upstream_transfer;
 struct cache_request;
 struct anthropic_in_stream;
 struct limits_ticket;
+struct budget_ticket;
 
 /* An error reply kept while other attempts are tried (strings in the arena). */
 typedef struct request_error {
@@ -87,6 +88,7 @@ typedef struct request {
 
     /* limits */
     struct limits_ticket *limits_ticket; /* what admission reserved (arena); NULL when not limited */
+    struct budget_ticket *budget_ticket; /* budget.c: what it reserved or refused (arena); NULL = no budget */
 
     /* router */
     const char *route_model;              /* the model name after rules and experiments */
