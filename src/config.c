@@ -680,7 +680,7 @@ static int key_secret_from(loader_t *loader, yaml_node_t *value, const char *pat
 static int parse_key(loader_t *loader, yaml_node_t *node, const char *path, key_config_t *key)
 {
     static const char *const keys[] = {"name", "key_sha256", "key", "team", "models", "rpm", "tpm", "user",
-                                       "budget", "metadata", "admin", NULL};
+                                       "budget", "metadata", "admin", "max_cost_usd", NULL};
     if (loader_expect_type(loader, node, YAML_MAPPING_NODE, path) || loader_check_keys(loader, node, path, keys))
         return -1;
     int secrets = 0;
@@ -706,6 +706,8 @@ static int parse_key(loader_t *loader, yaml_node_t *node, const char *path, key_
             rc = loader_long(loader, value, item_path, 0, LONG_MAX, &key->tpm);
         else if (strcmp(name, "admin") == 0)
             rc = loader_bool(loader, value, item_path, &key->is_admin);
+        else if (strcmp(name, "max_cost_usd") == 0)
+            rc = loader_double(loader, value, item_path, &key->max_cost_usd);
         if (rc != 0)
             return -1;
     }

@@ -193,6 +193,7 @@ typedef struct key_config {
     char **models; /* allowed model names; NULL = all */
     size_t model_count;
     long rpm, tpm; /* 0 = unlimited */
+    double max_cost_usd; /* cost strategy: per-request ceiling for this key (0 = none) */
     bool is_admin; /* may call the /admin/ API */
 } key_config_t;
 

@@ -629,6 +629,26 @@ Test(config, key_needs_exactly_one_secret)
                    "bad.yaml:6: keys[0]: needs exactly one of 'key_sha256' or 'key'");
 }
 
+Test(config, key_max_cost_usd)
+{
+    config_t *config = load(MINIMAL_PROVIDER "keys:\n"
+                                             "  - name: app\n"
+                                             "    key: sk-app-secret-1\n"
+                                             "    max_cost_usd: 0.02\n");
+    cr_expect_float_eq(config->keys[0].max_cost_usd, 0.02, 1e-12);
+    config_unref(config);
+    assert_refused(MINIMAL_PROVIDER "keys:\n"
+                                    "  - name: app\n"
+                                    "    key: sk-app-secret-1\n"
+                                    "    max_cost_usd: -1\n",
+                   "bad.yaml:8: keys[0].max_cost_usd: must be a number >= 0");
+    assert_refused(MINIMAL_PROVIDER "keys:\n"
+                                    "  - name: app\n"
+                                    "    key: sk-app-secret-1\n"
+                                    "    max_cost_usd: lots\n",
+                   "bad.yaml:8: keys[0].max_cost_usd: must be a number >= 0");
+}
+
 Test(config, key_bad_sha256)
 {
     /* 63 digits, 65 digits, and 64 characters with a non-hex one. */
