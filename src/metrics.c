@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "sluice/cache.h"
+#include "sluice/limits_redis.h"
 #include "sluice/pipeline.h"
 #include "sluice/server.h"
 #include "sluice/util/clock.h"
@@ -265,5 +266,6 @@ int metrics_render(struct server *server, buf_t *out)
         render_histogram(out, "sluice_time_to_first_byte_seconds", &total->series[i], &total->series[i].ttfb);
     metrics_free(total);
     cache_metrics_render(out);
+    limits_redis_metrics_render(out);
     return out->data ? 0 : -1;
 }

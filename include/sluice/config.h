@@ -256,6 +256,8 @@ typedef struct cache_config {
 /* The limits section. The limits themselves are per key (keys[].rpm/tpm). */
 typedef struct limits_config {
     long window_seconds; /* the sliding window: 60 (per minute); tests shorten it */
+    bool is_shared;      /* with a redis section: windows shared through Redis (default true) */
+    long redis_timeout_ms; /* a shared admission slower than this is decided locally */
 } limits_config_t;
 
 /* The redis section: where shared state lives. */
