@@ -629,6 +629,25 @@ Test(config, key_needs_exactly_one_secret)
                    "bad.yaml:6: keys[0]: needs exactly one of 'key_sha256' or 'key'");
 }
 
+Test(config, limits_section)
+{
+    config_t *config = load(MINIMAL_PROVIDER);
+    cr_expect_eq(config->limits.window_seconds, 60);
+    cr_expect(config->limits.is_shared, "shared through redis by default (when there is a redis section)");
+    cr_expect_eq(config->limits.redis_timeout_ms, 50);
+    config_unref(config);
+    config = load(MINIMAL_PROVIDER "limits: { window_seconds: 2, shared: false, redis_timeout_ms: 200 }\n");
+    cr_expect_eq(config->limits.window_seconds, 2);
+    cr_expect_not(config->limits.is_shared);
+    cr_expect_eq(config->limits.redis_timeout_ms, 200);
+    config_unref(config);
+    assert_refused(MINIMAL_PROVIDER "limits: { redis_timeout_ms: 0 }\n",
+                   "bad.yaml:5: limits.redis_timeout_ms: must be between 1 and 10000");
+    assert_refused(MINIMAL_PROVIDER "limits: { shared: sometimes }\n",
+                   "bad.yaml:5: limits.shared: must be true or false");
+    assert_refused(MINIMAL_PROVIDER "limits: { redis: yes }\n", "bad.yaml:5: limits: unknown key 'redis'");
+}
+
 Test(config, key_max_cost_usd)
 {
     config_t *config = load(MINIMAL_PROVIDER "keys:\n"
