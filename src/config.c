@@ -679,7 +679,7 @@ static int key_secret_from(loader_t *loader, yaml_node_t *value, const char *pat
 static int parse_key(loader_t *loader, yaml_node_t *node, const char *path, key_config_t *key)
 {
     static const char *const keys[] = {"name", "key_sha256", "key", "team", "models", "rpm", "tpm", "user",
-                                       "budget", "metadata", "admin", NULL};
+                                       "budget", "metadata", "admin", "max_cost_usd", NULL};
     if (loader_expect_type(loader, node, YAML_MAPPING_NODE, path) || loader_check_keys(loader, node, path, keys))
         return -1;
     int secrets = 0;
@@ -710,6 +710,8 @@ static int parse_key(loader_t *loader, yaml_node_t *node, const char *path, key_
             rc = (key->user = loader_string(loader, value, item_path)) ? 0 : -1;
         else if (strcmp(name, "budget") == 0)
             budget = value;
+        else if (strcmp(name, "max_cost_usd") == 0)
+            rc = loader_double(loader, value, item_path, &key->max_cost_usd);
         if (rc != 0)
             return -1;
     }
@@ -785,12 +787,20 @@ static int parse_logging(loader_t *loader, yaml_node_t *node)
  * but 60 is for tests (docs/configuration.md). */
 static int parse_limits(loader_t *loader, yaml_node_t *node)
 {
-    static const char *const keys[] = {"window_seconds", NULL};
+    static const char *const keys[] = {"window_seconds", "shared", "redis_timeout_ms", NULL};
     if (loader_expect_type(loader, node, YAML_MAPPING_NODE, "limits") || loader_check_keys(loader, node, "limits", keys))
         return -1;
+    limits_config_t *limits = &loader->config->limits;
     yaml_node_t *value = loader_child_or_self(loader, node, "window_seconds");
-    return value == node ? 0
-                         : loader_long(loader, value, "limits.window_seconds", 1, 3600, &loader->config->limits.window_seconds);
+    if (value != node && loader_long(loader, value, "limits.window_seconds", 1, 3600, &limits->window_seconds) != 0)
+        return -1;
+    value = loader_child_or_self(loader, node, "shared");
+    if (value != node && loader_bool(loader, value, "limits.shared", &limits->is_shared) != 0)
+        return -1;
+    value = loader_child_or_self(loader, node, "redis_timeout_ms");
+    if (value != node && loader_long(loader, value, "limits.redis_timeout_ms", 1, 10000, &limits->redis_timeout_ms) != 0)
+        return -1;
+    return 0;
 }
 
 static int parse_root(loader_t *loader, yaml_node_t *root)
@@ -887,6 +897,8 @@ static config_t *config_new_defaults(void)
     config->server.drain_timeout_ms = 30000;
     config->limits.window_seconds = 60;
     config->alert_webhook_timeout_ms = 5000;
+    config->limits.is_shared = true;
+    config->limits.redis_timeout_ms = 50;
     config->logging.access_log = strdup("stdout");
     config->logging.level = strdup("info");
     if (!config->server.listen_host || !config->logging.access_log || !config->logging.level) {

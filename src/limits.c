@@ -20,8 +20,10 @@
  * follow the key name across reloads; the limits themselves are read from the
  * request's config snapshot, so a changed limit applies to the next request.
  *
- * Counters are per process: several instances each enforce the full limit
- * (Redis-shared windows are not implemented yet). */
+ * Instances. With a redis section (and limits.shared) the windows live in
+ * Redis instead, so N instances enforce one limit (limits_redis.c): the stage
+ * is then pending on one script call, and decides with this table when Redis
+ * is down or slow — for that request only. */
 #include "sluice/limits.h"
 
 #include <pthread.h>
@@ -30,9 +32,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sluice/limits_redis.h"
 #include "sluice/log.h"
 #include "sluice/pipeline.h"
 #include "sluice/util/clock.h"
+#include "sluice/worker.h"
 
 /* ---- the sliding window ------------------------------------------------- */
 
@@ -396,26 +400,20 @@ static void add_headers(request_t *request, const char *dimension, const limits_
     request_add_header(request, name, value);
 }
 
-static stage_result_t limits_on_request(request_t *request)
+/* Answers the stage from a decision: headers, then continue or a 429. */
+static stage_result_t decide(request_t *request, bool is_admitted, limits_ticket_t *ticket,
+                             const limits_state_t *requests, const limits_state_t *tokens, long estimate)
 {
     const key_config_t *key = request->key;
-    if (key == NULL || (key->rpm == 0 && key->tpm == 0) || request->endpoint == ENDPOINT_MODELS)
-        return STAGE_CONTINUE;
-    limits_ticket_t *ticket = arena_alloc(&request->arena, sizeof *ticket);
-    if (ticket == NULL)
-        return STAGE_ERROR;
     long window_seconds = request->config->limits.window_seconds;
-    long estimate = estimate_tokens(request);
-    limits_state_t requests, tokens;
-    bool is_admitted = limits_admit(key, window_seconds, now_ms(), estimate, ticket, &requests, &tokens);
-    add_headers(request, "requests", &requests);
-    add_headers(request, "tokens", &tokens);
+    add_headers(request, "requests", requests);
+    add_headers(request, "tokens", tokens);
     if (is_admitted) {
         request->limits_ticket = ticket;
         return STAGE_CONTINUE;
     }
     /* Wait for every exceeded dimension, so a client retrying then gets in. */
-    uint64_t wait_ms = requests.wait_ms > tokens.wait_ms ? requests.wait_ms : tokens.wait_ms;
+    uint64_t wait_ms = requests->wait_ms > tokens->wait_ms ? requests->wait_ms : tokens->wait_ms;
     long retry_after = (long)((wait_ms + 999) / 1000);
     char text[24], again[32], per[24];
     snprintf(text, sizeof text, "%ld", retry_after > 0 ? retry_after : 1);
@@ -425,14 +423,82 @@ static stage_result_t limits_on_request(request_t *request)
         snprintf(per, sizeof per, "min");
     else
         snprintf(per, sizeof per, "%lds", window_seconds);
-    const limits_state_t *over = requests.is_exceeded ? &requests : &tokens;
-    const char *type = requests.is_exceeded ? "requests" : "tokens";
+    const limits_state_t *over = requests->is_exceeded ? requests : tokens;
+    const char *type = requests->is_exceeded ? "requests" : "tokens";
     request_reply_error(request, 429, type, "rate_limit_exceeded", NULL,
                         "Rate limit reached for key '%s' on %s per %s (%s): Limit %ld, Used %ld, Requested %ld. "
                         "Please try again in %s.",
-                        key->name, type, per, requests.is_exceeded ? "RPM" : "TPM", over->limit, over->used,
-                        requests.is_exceeded ? 1L : estimate, again);
+                        key->name, type, per, requests->is_exceeded ? "RPM" : "TPM", over->limit, over->used,
+                        requests->is_exceeded ? 1L : estimate, again);
     return STAGE_RESPONDED;
+}
+
+/* The in-process window decides (no redis, or redis unavailable). */
+static stage_result_t decide_locally(request_t *request, limits_ticket_t *ticket)
+{
+    long estimate = estimate_tokens(request);
+    limits_state_t requests, tokens;
+    bool is_admitted = limits_admit(request->key, request->config->limits.window_seconds, now_ms(), estimate, ticket,
+                                    &requests, &tokens);
+    return decide(request, is_admitted, ticket, &requests, &tokens, estimate);
+}
+
+/* The shared admission is answered (reply) or must be decided locally (NULL). */
+static void on_shared_decision(request_t *request, const limits_redis_reply_t *reply, limits_redis_outcome_t outcome)
+{
+    (void)outcome;
+    limits_ticket_t *ticket = request->limits_ticket;
+    request->limits_ticket = NULL;
+    stage_result_t result;
+    if (reply == NULL) {
+        result = decide_locally(request, ticket);
+    } else {
+        const key_config_t *key = request->key;
+        uint64_t bucket_ms = bucket_ms_for(request->config->limits.window_seconds);
+        limits_window_t requests_window = reply->requests, tokens_window = reply->tokens;
+        long estimate = estimate_tokens(request);
+        bool is_requests_over = !reply->is_admitted && key->rpm > 0 && requests_window.total >= key->rpm;
+        bool is_tokens_over = !reply->is_admitted && key->tpm > 0 && tokens_window.total >= key->tpm;
+        limits_state_t requests, tokens;
+        describe(&requests_window, reply->now_ms, bucket_ms, key->rpm, is_requests_over, &requests);
+        describe(&tokens_window, reply->now_ms, bucket_ms, key->tpm, is_tokens_over, &tokens);
+        memset(ticket, 0, sizeof *ticket);
+        if (reply->is_admitted)
+            *ticket = (limits_ticket_t){.epoch = 1, .bucket = reply->head,
+                                        .reserved_tokens = estimate > 0 ? estimate : 0, .is_shared = true};
+        result = decide(request, reply->is_admitted, ticket, &requests, &tokens, estimate);
+    }
+    if (request->is_client_gone) {
+        /* Gone while we waited: nothing goes upstream; the completion gives back the reservation. */
+        if (result == STAGE_CONTINUE) {
+            request->status = 499;
+            request->error_type = "client_closed";
+        }
+        result = STAGE_RESPONDED;
+    }
+    pipeline_resume(request, result);
+}
+
+static stage_result_t limits_on_request(request_t *request)
+{
+    const key_config_t *key = request->key;
+    if (key == NULL || (key->rpm == 0 && key->tpm == 0) || request->endpoint == ENDPOINT_MODELS)
+        return STAGE_CONTINUE;
+    limits_ticket_t *ticket = arena_alloc(&request->arena, sizeof *ticket);
+    if (ticket == NULL)
+        return STAGE_ERROR;
+    memset(ticket, 0, sizeof *ticket);
+    const config_t *config = request->config;
+    limits_redis_t *shared = request->worker != NULL ? request->worker->limits_redis : NULL;
+    if (shared != NULL && config->redis.is_configured && config->limits.is_shared) {
+        /* The ticket rides on the request while pending (the callback takes it back). */
+        request->limits_ticket = ticket;
+        if (limits_redis_admit(shared, request, key, bucket_ms_for(config->limits.window_seconds),
+                               estimate_tokens(request), config->limits.redis_timeout_ms, on_shared_decision) == 0)
+            return STAGE_PENDING;
+        request->limits_ticket = NULL;
+    }
+    return decide_locally(request, ticket);
 }
 
 /* Tokens the call consumed: the provider's usage; nothing for a cache hit or
@@ -454,6 +520,12 @@ static void limits_on_complete(request_t *request)
     const limits_ticket_t *ticket = request->limits_ticket;
     if (ticket == NULL)
         return;
+    if (ticket->is_shared) {
+        limits_redis_record(request->worker->limits_redis, request->key->name,
+                            bucket_ms_for(request->config->limits.window_seconds), ticket->bucket, 0,
+                            (long)ticket->reserved_tokens, consumed_tokens(request, ticket));
+        return;
+    }
     limits_record(request->key, request->config->limits.window_seconds, now_ms(), ticket,
                   consumed_tokens(request, ticket));
 }

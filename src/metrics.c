@@ -14,6 +14,7 @@
 
 #include "sluice/budget.h"
 #include "sluice/cache.h"
+#include "sluice/limits_redis.h"
 #include "sluice/pipeline.h"
 #include "sluice/server.h"
 #include "sluice/util/clock.h"
@@ -267,5 +268,6 @@ int metrics_render(struct server *server, buf_t *out)
     metrics_free(total);
     cache_metrics_render(out);
     budget_metrics_render(out);
+    limits_redis_metrics_render(out);
     return out->data ? 0 : -1;
 }

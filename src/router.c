@@ -278,6 +278,10 @@ static size_t order_by_cost(request_t *request, const model_config_t *model, con
     const char *task = request_header(request, model->task_header);
     const char *ceiling_header = request_header(request, "x-sluice-max-cost-usd");
     double ceiling = ceiling_header ? strtod(ceiling_header, NULL) : model->max_cost_usd;
+    /* The key's own ceiling: the lower of the two wins, and a header cannot lift it. */
+    double key_ceiling = request->key != NULL ? request->key->max_cost_usd : 0;
+    if (key_ceiling > 0 && (!(ceiling > 0) || key_ceiling < ceiling))
+        ceiling = key_ceiling;
     size_t count = 0;
     for (size_t i = 0; i < model->target_count; i++) {
         const target_config_t *target = &model->targets[i];

@@ -8,6 +8,7 @@
 #include "sluice/cache.h"
 #include "sluice/frontend.h"
 #include "sluice/latency.h"
+#include "sluice/limits_redis.h"
 #include "sluice/log.h"
 #include "sluice/metrics.h"
 #include "sluice/server.h"
@@ -68,6 +69,11 @@ int worker_init(worker_t *worker, struct server *server, int index, int listen_f
     if (cache_worker_init(worker) != 0)
         return -1;
     config_t *config = server_config(server);
+    if (config->redis.is_configured && config->limits.is_shared &&
+        (worker->limits_redis = limits_redis_new(worker, &config->redis)) == NULL) {
+        config_unref(config);
+        return -1;
+    }
     /* evhttp's own limit is a memory backstop above max_body_bytes: bodies in
      * between reach the parse stage, which answers with an OpenAI-shaped 413. */
     size_t backstop = config->server.max_body_bytes * 2 + (16u << 20);
@@ -106,6 +112,8 @@ void worker_free(worker_t *worker)
     if (worker->http != NULL)
         evhttp_free(worker->http);
     cache_worker_free(worker); /* its Redis connection lives on the loop: before the base goes */
+    limits_redis_free(worker->limits_redis);
+    worker->limits_redis = NULL;
     upstream_pool_free(worker->pool);
     metrics_free(worker->metrics);
     latency_table_free(worker->latency);

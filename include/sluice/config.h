@@ -208,6 +208,7 @@ typedef struct key_config {
     char **models; /* allowed model names; NULL = all */
     size_t model_count;
     long rpm, tpm; /* 0 = unlimited */
+    double max_cost_usd; /* cost strategy: per-request ceiling for this key (0 = none) */
     bool is_admin; /* may call the /admin/ API */
 } key_config_t;
 
@@ -270,6 +271,8 @@ typedef struct cache_config {
 /* The limits section. The limits themselves are per key (keys[].rpm/tpm). */
 typedef struct limits_config {
     long window_seconds; /* the sliding window: 60 (per minute); tests shorten it */
+    bool is_shared;      /* with a redis section: windows shared through Redis (default true) */
+    long redis_timeout_ms; /* a shared admission slower than this is decided locally */
 } limits_config_t;
 
 /* The redis section: where shared state lives. */

@@ -57,6 +57,7 @@ typedef struct limits_ticket {
     uint64_t epoch;           /* the entry's generation; 0 = nothing reserved */
     uint64_t bucket;          /* absolute bucket the token estimate went into */
     int64_t reserved_tokens;
+    bool is_shared;           /* admitted by Redis (limits_redis.h): trued up there */
 } limits_ticket_t;
 
 /* Decides whether key may send one more request estimated at

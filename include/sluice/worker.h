@@ -38,6 +38,7 @@ typedef struct worker {
     struct metrics *metrics;     /* this worker's shard */
     struct latency_table *latency; /* recent latency per target, for routing */
     struct cache_worker *cache;  /* the cache store and this worker's Redis connection */
+    struct limits_redis *limits_redis; /* shared rate-limit windows: this worker's Redis connection, or NULL */
     struct event *command_event; /* wakes the loop for commands from the main thread */
     atomic_int pending_command;
     atomic_long in_flight;       /* open requests, read by the main thread while draining */

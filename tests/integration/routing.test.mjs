@@ -17,10 +17,11 @@ describe('routing strategies, rules and experiments', { timeout: 180000 }, () =>
     before(async () => {
         s = await startStack({
             mock: { threads: 2 },
-            env: { RESEARCH_KEY: 'sk-research-0123456789' },
+            env: { RESEARCH_KEY: 'sk-research-0123456789', FRUGAL_KEY: 'sk-frugal-0123456789' },
             keys: [
                 { name: 'ops', key: '${OPS_KEY}' },
                 { name: 'researcher', key: '${RESEARCH_KEY}', team: 'research' },
+                { name: 'frugal', key: '${FRUGAL_KEY}', max_cost_usd: 0.0005 },
             ],
             models: {
                 lb: { strategy: 'loadbalance', targets: [mock('lb-heavy', { weight: 3 }), mock('lb-light', { weight: 1 })] },
@@ -137,6 +138,19 @@ describe('routing strategies, rules and experiments', { timeout: 180000 }, () =>
         r = await ask('priced', 'hi', { headers: { 'x-sluice-max-cost-usd': '0.0000001' } });
         assert.equal(r.status, 400, r.text);
         assert.equal(r.json.error.code, 'no_eligible_target');
+    });
+
+    test('cost: a key ceiling (keys[].max_cost_usd) excludes dearer targets; a header cannot lift it', async () => {
+        const frugal = 'sk-frugal-0123456789';
+        // cost-mid: 256 output tokens at $4/M ≈ $0.001 > the key's $0.0005; cost-cheap is under the bar
+        let r = await ask('priced', 'hi', { key: frugal });
+        assert.equal(r.status, 400, r.text);
+        assert.equal(r.json.error.code, 'no_eligible_target');
+        r = await ask('priced', 'hi', { key: frugal, headers: { 'x-sluice-max-cost-usd': '1' } });
+        assert.equal(r.status, 400, 'the lower ceiling (the key\'s) wins');
+        r = await ask('priced', 'hi', { key: frugal, headers: { 'x-sluice-task': 'chat' } });
+        assert.equal(r.status, 200, r.text);
+        assert.equal(r.headers.get('x-sluice-model'), 'cost-cheap');
     });
 
     test('cascade: invalid JSON from the cheap tier escalates, valid JSON does not; the log shows both', async () => {

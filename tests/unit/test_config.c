@@ -629,6 +629,45 @@ Test(config, key_needs_exactly_one_secret)
                    "bad.yaml:6: keys[0]: needs exactly one of 'key_sha256' or 'key'");
 }
 
+Test(config, limits_section)
+{
+    config_t *config = load(MINIMAL_PROVIDER);
+    cr_expect_eq(config->limits.window_seconds, 60);
+    cr_expect(config->limits.is_shared, "shared through redis by default (when there is a redis section)");
+    cr_expect_eq(config->limits.redis_timeout_ms, 50);
+    config_unref(config);
+    config = load(MINIMAL_PROVIDER "limits: { window_seconds: 2, shared: false, redis_timeout_ms: 200 }\n");
+    cr_expect_eq(config->limits.window_seconds, 2);
+    cr_expect_not(config->limits.is_shared);
+    cr_expect_eq(config->limits.redis_timeout_ms, 200);
+    config_unref(config);
+    assert_refused(MINIMAL_PROVIDER "limits: { redis_timeout_ms: 0 }\n",
+                   "bad.yaml:5: limits.redis_timeout_ms: must be between 1 and 10000");
+    assert_refused(MINIMAL_PROVIDER "limits: { shared: sometimes }\n",
+                   "bad.yaml:5: limits.shared: must be true or false");
+    assert_refused(MINIMAL_PROVIDER "limits: { redis: yes }\n", "bad.yaml:5: limits: unknown key 'redis'");
+}
+
+Test(config, key_max_cost_usd)
+{
+    config_t *config = load(MINIMAL_PROVIDER "keys:\n"
+                                             "  - name: app\n"
+                                             "    key: sk-app-secret-1\n"
+                                             "    max_cost_usd: 0.02\n");
+    cr_expect_float_eq(config->keys[0].max_cost_usd, 0.02, 1e-12);
+    config_unref(config);
+    assert_refused(MINIMAL_PROVIDER "keys:\n"
+                                    "  - name: app\n"
+                                    "    key: sk-app-secret-1\n"
+                                    "    max_cost_usd: -1\n",
+                   "bad.yaml:8: keys[0].max_cost_usd: must be a number >= 0");
+    assert_refused(MINIMAL_PROVIDER "keys:\n"
+                                    "  - name: app\n"
+                                    "    key: sk-app-secret-1\n"
+                                    "    max_cost_usd: lots\n",
+                   "bad.yaml:8: keys[0].max_cost_usd: must be a number >= 0");
+}
+
 Test(config, key_bad_sha256)
 {
     /* 63 digits, 65 digits, and 64 characters with a non-hex one. */

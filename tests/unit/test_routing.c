@@ -357,6 +357,40 @@ Test(routing, cost_excludes_targets_over_the_ceiling_or_under_the_bar)
     fixture_free(&fixture);
 }
 
+Test(routing, cost_key_ceiling_is_the_lower_of_key_and_model)
+{
+    const char *yaml = PROVIDERS
+        "models:\n  m:\n    strategy: cost\n    max_cost_usd: 0.01\n"
+        "    targets:\n"
+        "      - { provider: a, model: cheap }\n"
+        "      - { provider: b, model: mid }\n"
+        "pricing:\n  cheap: { input: 0.1, output: 0.4 }\n  mid: { input: 10, output: 20 }\n";
+    fixture_t fixture;
+    fixture_init(&fixture, yaml, NULL);
+    const model_config_t *model = config_find_model(fixture.config, "m");
+    const target_config_t *order[2];
+    /* mid: 256 output tokens at $20/M = ~$0.0051, under the model's $0.01 */
+    cr_assert_eq(router_order_targets(&fixture.request, model, order), 2);
+    key_config_t key = {.name = "k", .max_cost_usd = 0.001};
+    fixture.request.key = &key;
+    cr_assert_eq(router_order_targets(&fixture.request, model, order), 1, "the key's lower ceiling wins");
+    cr_expect_str_eq(order[0]->model, "cheap");
+    key.max_cost_usd = 0.5;
+    cr_expect_eq(router_order_targets(&fixture.request, model, order), 2, "the model's lower ceiling wins");
+    key.max_cost_usd = 0;
+    cr_expect_eq(router_order_targets(&fixture.request, model, order), 2, "0 = no key ceiling");
+    fixture_free(&fixture);
+    /* a model without a ceiling: the key's alone applies */
+    fixture_init(&fixture, PROVIDERS "models:\n  m:\n    strategy: cost\n    targets:\n"
+                                     "      - { provider: a, model: cheap }\n      - { provider: b, model: mid }\n"
+                                     "pricing:\n  cheap: { input: 0.1, output: 0.4 }\n  mid: { input: 10, output: 20 }\n",
+                 NULL);
+    key.max_cost_usd = 0.001;
+    fixture.request.key = &key;
+    cr_expect_eq(router_order_targets(&fixture.request, config_find_model(fixture.config, "m"), order), 1);
+    fixture_free(&fixture);
+}
+
 Test(routing, cost_uses_max_tokens_for_the_estimate)
 {
     const char *yaml = PROVIDERS
