@@ -36,6 +36,6 @@ unset ASAN_OPTIONS LSAN_OPTIONS
 TSAN_OPTIONS=exitcode=66 SLUICE_SANITIZED=1 SLUICE_BIN="$PWD/build-tsan/sluice" SLUICE_MOCK_BIN="$PWD/build/sluice-mock" \
     tests/run-node-tests.sh integration/lifecycle.test.mjs integration/limits.test.mjs integration/cache.test.mjs \
     integration/reliability-breaker.test.mjs integration/streaming.test.mjs integration/disconnect.test.mjs \
-    integration/budgets.test.mjs
+    integration/budgets.test.mjs integration/limits-redis.test.mjs
 
 echo "== all tests passed"
