@@ -37,6 +37,8 @@
 #include "sluice/pipeline.h"
 #include "sluice/request.h"
 #include "sluice/upstream_pool.h"
+#include "sluice/util/hash.h"
+#include "sluice/util/strtable.h"
 #include "sluice/worker.h"
 
 /* ---- calendar periods --------------------------------------------------- */
@@ -122,11 +124,10 @@ const char *budget_scope_name(budget_scope_t scope)
 
 /* ---- the table ---------------------------------------------------------- */
 
-/* Owner: the table (entries chained in slots). */
+/* Owner: the table (entries linked in by identity). */
 typedef struct budget_entry {
-    struct budget_entry *next;
+    strtable_link_t link; /* keyed by identity */
     char *identity;
-    uint64_t hash;
     budget_scope_t scope;
     budget_period_t period;
     pthread_mutex_t lock; /* guards everything below */
@@ -143,9 +144,7 @@ static const int alert_percents[] = {70, 90, 100};
 enum { ALERT_COUNT = 3 };
 
 static pthread_rwlock_t table_lock = PTHREAD_RWLOCK_INITIALIZER;
-static budget_entry_t **slots;
-static size_t slot_count; /* a power of two, or 0 before the first entry */
-static size_t entry_count;
+static strtable_t table = STRTABLE_INIT;
 /* Creating an entry sweeps idle ones once the table has SWEEP_MIN entries,
  * when it has doubled since the last sweep or a UTC day has begun (the
  * earliest a period can end). */
@@ -157,43 +156,15 @@ static atomic_uint_fast64_t next_generation = 1;
 static atomic_long alert_counts[4][ALERT_COUNT];
 static atomic_long refusal_counts[4];
 
-static uint64_t hash_text(const char *text)
+static budget_entry_t *entry_of(strtable_link_t *link)
 {
-    uint64_t hash = 1469598103934665603ull; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++)
-        hash = (hash ^ *p) * 1099511628211ull;
-    return hash;
+    return link != NULL ? STRTABLE_ENTRY(link, budget_entry_t, link) : NULL;
 }
 
 /* Under the table lock (either mode). */
 static budget_entry_t *find(const char *identity, uint64_t hash)
 {
-    if (slot_count == 0)
-        return NULL;
-    for (budget_entry_t *entry = slots[hash & (slot_count - 1)]; entry != NULL; entry = entry->next)
-        if (entry->hash == hash && strcmp(entry->identity, identity) == 0)
-            return entry;
-    return NULL;
-}
-
-/* Under the write lock. Doubles the slots when entries outnumber them. */
-static int grow(void)
-{
-    size_t count = slot_count ? slot_count * 2 : 64;
-    budget_entry_t **grown = calloc(count, sizeof *grown);
-    if (grown == NULL)
-        return -1;
-    for (size_t i = 0; i < slot_count; i++) {
-        for (budget_entry_t *entry = slots[i], *next; entry != NULL; entry = next) {
-            next = entry->next;
-            entry->next = grown[entry->hash & (count - 1)];
-            grown[entry->hash & (count - 1)] = entry;
-        }
-    }
-    free(slots);
-    slots = grown;
-    slot_count = count;
-    return 0;
+    return entry_of(strtable_find(&table, identity, hash));
 }
 
 static void entry_free(budget_entry_t *entry);
@@ -204,46 +175,39 @@ static void entry_free(budget_entry_t *entry);
  * as large as the users or features active in the current period. */
 static void sweep_idle(int64_t now_s)
 {
-    for (size_t i = 0; i < slot_count; i++) {
-        for (budget_entry_t **link = &slots[i]; *link != NULL;) {
-            budget_entry_t *entry = *link;
-            if (entry->reserved != 0 || entry->period_start >= budget_period_start(entry->period, now_s)) {
-                link = &entry->next;
-                continue;
-            }
-            *link = entry->next;
-            entry_free(entry);
-            entry_count--;
-        }
+    for (strtable_link_t *link = strtable_first(&table), *next; link != NULL; link = next) {
+        next = strtable_next(&table, link);
+        budget_entry_t *entry = entry_of(link);
+        if (entry->reserved != 0 || entry->period_start >= budget_period_start(entry->period, now_s))
+            continue;
+        strtable_remove(&table, link);
+        entry_free(entry);
     }
-    sweep_at = entry_count * 2 > SWEEP_MIN ? entry_count * 2 : SWEEP_MIN;
+    sweep_at = table.count * 2 > SWEEP_MIN ? table.count * 2 : SWEEP_MIN;
     swept_day = floor_div(now_s, 86400);
 }
 
 static bool is_sweep_due(int64_t now_s)
 {
-    return entry_count >= SWEEP_MIN && (entry_count >= sweep_at || floor_div(now_s, 86400) != swept_day);
+    return table.count >= SWEEP_MIN && (table.count >= sweep_at || floor_div(now_s, 86400) != swept_day);
 }
 
 /* Under the write lock. */
 static budget_entry_t *insert(const budget_line_t *line, uint64_t hash, int64_t now_s)
 {
-    if (entry_count >= slot_count && grow() != 0 && slot_count == 0)
-        return NULL;
     budget_entry_t *entry = calloc(1, sizeof *entry);
-    if (entry == NULL || (entry->identity = strdup(line->identity)) == NULL) {
+    if (entry == NULL || (entry->identity = strdup(line->identity)) == NULL ||
+        strtable_insert(&table, &entry->link, entry->identity, hash) != 0) {
+        if (entry != NULL)
+            free(entry->identity);
         free(entry);
         return NULL;
     }
-    entry->hash = hash;
     entry->scope = line->scope;
     entry->period = line->period;
     entry->period_start = budget_period_start(line->period, now_s);
     pthread_mutex_init(&entry->lock, NULL);
     entry->generation = atomic_fetch_add(&next_generation, 1);
-    entry->next = slots[hash & (slot_count - 1)];
-    slots[hash & (slot_count - 1)] = entry;
-    entry_count++;
     return entry;
 }
 
@@ -288,7 +252,7 @@ int budget_ticket_add(budget_ticket_t *ticket, budget_scope_t scope, const char 
         /* A value too long to spell out: its start and a hash of all of it,
          * so two long values that share a prefix keep apart. */
         snprintf(identity, sizeof identity, "%s:%.100s#%016llx:%s", budget_scope_name(scope), value,
-                 (unsigned long long)hash_text(value), budget_period_name(period));
+                 (unsigned long long)hash_fnv1a(value, strlen(value), 0), budget_period_name(period));
     }
     int64_t limit = (int64_t)(limit_usd * BUDGET_NANO_PER_USD + 0.5);
     for (size_t i = 0; i < ticket->line_count; i++) {
@@ -347,7 +311,7 @@ static size_t find_entries(const budget_ticket_t *ticket, budget_entry_t **entri
 {
     size_t missing = 0;
     for (size_t i = 0; i < ticket->line_count; i++) {
-        entries[i] = find(ticket->lines[i].identity, hash_text(ticket->lines[i].identity));
+        entries[i] = find(ticket->lines[i].identity, strtable_hash(ticket->lines[i].identity));
         missing += entries[i] == NULL;
     }
     return missing;
@@ -370,7 +334,7 @@ bool budget_admit(budget_ticket_t *ticket, int64_t now_s, int64_t estimate)
         if (is_sweep_due(now_s))
             sweep_idle(now_s); /* before looking up: it may drop entries found above */
         for (size_t i = 0; i < ticket->line_count; i++) {
-            uint64_t hash = hash_text(ticket->lines[i].identity);
+            uint64_t hash = strtable_hash(ticket->lines[i].identity);
             if ((entries[i] = find(ticket->lines[i].identity, hash)) == NULL &&
                 (entries[i] = insert(&ticket->lines[i], hash, now_s)) == NULL) {
                 pthread_rwlock_unlock(&table_lock);
@@ -517,7 +481,7 @@ int64_t budget_spent(const char *identity, int64_t now_s)
 {
     int64_t spent = 0;
     pthread_rwlock_rdlock(&table_lock);
-    budget_entry_t *entry = find(identity, hash_text(identity));
+    budget_entry_t *entry = find(identity, strtable_hash(identity));
     if (entry != NULL) {
         pthread_mutex_lock(&entry->lock);
         entry_roll(entry, now_s);
@@ -547,17 +511,13 @@ static bool is_budgeted_in(const config_t *config, const budget_entry_t *entry)
 void budget_reconfigure(const config_t *config)
 {
     pthread_rwlock_wrlock(&table_lock);
-    for (size_t i = 0; i < slot_count; i++) {
-        for (budget_entry_t **link = &slots[i]; *link != NULL;) {
-            budget_entry_t *entry = *link;
-            if (is_budgeted_in(config, entry)) {
-                link = &entry->next;
-                continue;
-            }
-            *link = entry->next;
-            entry_free(entry);
-            entry_count--;
-        }
+    for (strtable_link_t *link = strtable_first(&table), *next; link != NULL; link = next) {
+        next = strtable_next(&table, link);
+        budget_entry_t *entry = entry_of(link);
+        if (is_budgeted_in(config, entry))
+            continue;
+        strtable_remove(&table, link);
+        entry_free(entry);
     }
     pthread_rwlock_unlock(&table_lock);
 }
@@ -565,15 +525,11 @@ void budget_reconfigure(const config_t *config)
 void budget_reset(void)
 {
     pthread_rwlock_wrlock(&table_lock);
-    for (size_t i = 0; i < slot_count; i++) {
-        for (budget_entry_t *entry = slots[i], *next; entry != NULL; entry = next) {
-            next = entry->next;
-            entry_free(entry);
-        }
+    for (strtable_link_t *link = strtable_first(&table), *next; link != NULL; link = next) {
+        next = strtable_next(&table, link);
+        entry_free(entry_of(link));
     }
-    free(slots);
-    slots = NULL;
-    slot_count = entry_count = 0;
+    strtable_release(&table);
     sweep_at = SWEEP_MIN;
     swept_day = INT64_MIN;
     pthread_rwlock_unlock(&table_lock);
@@ -582,7 +538,7 @@ void budget_reset(void)
 size_t budget_entry_count(void)
 {
     pthread_rwlock_rdlock(&table_lock);
-    size_t count = entry_count;
+    size_t count = table.count;
     pthread_rwlock_unlock(&table_lock);
     return count;
 }
@@ -623,31 +579,30 @@ void budget_metrics_render(buf_t *out)
                             "# TYPE sluice_budget_limit_usd gauge\n");
     size_t named = 0;
     pthread_rwlock_rdlock(&table_lock);
-    for (size_t i = 0; i < slot_count; i++) {
-        for (budget_entry_t *entry = slots[i]; entry != NULL; entry = entry->next) {
-            pthread_mutex_lock(&entry->lock);
-            entry_roll(entry, now_s);
-            int64_t spent = entry->spent, limit = entry->limit;
-            bool is_named = entry->is_named;
-            pthread_mutex_unlock(&entry->lock);
-            if (!is_named || named >= NAMED_SERIES_MAX) {
-                aggregate_t *aggregate = &aggregates[entry->scope][entry->period];
-                aggregate->spent += spent;
-                aggregate->limit = limit > aggregate->limit ? limit : aggregate->limit;
-                aggregate->count++;
-                continue;
-            }
-            named++;
-            const char *value = strchr(entry->identity, ':') + 1;
-            size_t value_length = (size_t)(strrchr(entry->identity, ':') - value);
-            buf_t *targets[] = {out, &limits};
-            for (size_t t = 0; t < 2; t++) {
-                buf_printf(targets[t], "sluice_budget_%s_usd{scope=\"%s\",budget=\"", t ? "limit" : "spend",
-                           budget_scope_name(entry->scope));
-                append_label_value(targets[t], value, value_length);
-                buf_printf(targets[t], "\",period=\"%s\"} %.6f\n", budget_period_name(entry->period),
-                           (double)(t ? limit : spent) / BUDGET_NANO_PER_USD);
-            }
+    for (strtable_link_t *link = strtable_first(&table); link != NULL; link = strtable_next(&table, link)) {
+        budget_entry_t *entry = entry_of(link);
+        pthread_mutex_lock(&entry->lock);
+        entry_roll(entry, now_s);
+        int64_t spent = entry->spent, limit = entry->limit;
+        bool is_named = entry->is_named;
+        pthread_mutex_unlock(&entry->lock);
+        if (!is_named || named >= NAMED_SERIES_MAX) {
+            aggregate_t *aggregate = &aggregates[entry->scope][entry->period];
+            aggregate->spent += spent;
+            aggregate->limit = limit > aggregate->limit ? limit : aggregate->limit;
+            aggregate->count++;
+            continue;
+        }
+        named++;
+        const char *value = strchr(entry->identity, ':') + 1;
+        size_t value_length = (size_t)(strrchr(entry->identity, ':') - value);
+        buf_t *targets[] = {out, &limits};
+        for (size_t t = 0; t < 2; t++) {
+            buf_printf(targets[t], "sluice_budget_%s_usd{scope=\"%s\",budget=\"", t ? "limit" : "spend",
+                       budget_scope_name(entry->scope));
+            append_label_value(targets[t], value, value_length);
+            buf_printf(targets[t], "\",period=\"%s\"} %.6f\n", budget_period_name(entry->period),
+                       (double)(t ? limit : spent) / BUDGET_NANO_PER_USD);
         }
     }
     pthread_rwlock_unlock(&table_lock);

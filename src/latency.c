@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sluice/util/hash.h"
+
 enum { LATENCY_SLOTS = 512 };
 static const double alpha = 0.2;
 
@@ -26,20 +28,12 @@ latency_table_t *latency_table_new(void) { return calloc(1, sizeof(latency_table
 
 void latency_table_free(latency_table_t *table) { free(table); }
 
-static uint64_t hash(const char *text)
-{
-    uint64_t value = 1469598103934665603ull; /* FNV-1a */
-    for (; *text; text++)
-        value = (value ^ (unsigned char)*text) * 1099511628211ull;
-    return value;
-}
-
 static latency_entry_t *slot(const latency_table_t *table, const char *provider, const char *model, bool create)
 {
     char key[160];
     if (snprintf(key, sizeof key, "%s\x1f%s", provider, model) >= (int)sizeof key)
         return NULL;
-    uint64_t start = hash(key) % LATENCY_SLOTS;
+    uint64_t start = hash_fnv1a(key, strlen(key), 0) % LATENCY_SLOTS;
     for (uint64_t i = 0; i < LATENCY_SLOTS; i++) {
         latency_entry_t *entry = (latency_entry_t *)&table->entries[(start + i) % LATENCY_SLOTS];
         if (entry->key[0] == '\0') {

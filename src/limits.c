@@ -36,6 +36,7 @@
 #include "sluice/log.h"
 #include "sluice/pipeline.h"
 #include "sluice/util/clock.h"
+#include "sluice/util/strtable.h"
 #include "sluice/worker.h"
 
 /* ---- the sliding window ------------------------------------------------- */
@@ -134,11 +135,10 @@ void limits_format_duration(uint64_t ms, char *out, size_t size)
 
 /* ---- the table ---------------------------------------------------------- */
 
-/* Owner: the table (entries chained in slots). */
+/* Owner: the table (entries linked in by name). */
 typedef struct limits_entry {
-    struct limits_entry *next;
+    strtable_link_t link; /* keyed by name */
     char *name;
-    uint64_t hash;
     pthread_mutex_t lock; /* guards everything below */
     uint64_t epoch;       /* changes whenever the windows are reset */
     uint64_t bucket_ms;
@@ -147,66 +147,30 @@ typedef struct limits_entry {
 } limits_entry_t;
 
 static pthread_rwlock_t table_lock = PTHREAD_RWLOCK_INITIALIZER;
-static limits_entry_t **slots;
-static size_t slot_count; /* a power of two, or 0 before the first entry */
-static size_t entry_count;
+static strtable_t table = STRTABLE_INIT;
 static atomic_uint_fast64_t next_epoch = 1;
 
-static uint64_t hash_name(const char *name)
+static limits_entry_t *entry_of(strtable_link_t *link)
 {
-    uint64_t hash = 1469598103934665603ull; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++)
-        hash = (hash ^ *p) * 1099511628211ull;
-    return hash;
+    return link != NULL ? STRTABLE_ENTRY(link, limits_entry_t, link) : NULL;
 }
 
 /* Under the table lock (either mode). */
-static limits_entry_t *find(const char *name, uint64_t hash)
-{
-    if (slot_count == 0)
-        return NULL;
-    for (limits_entry_t *entry = slots[hash & (slot_count - 1)]; entry != NULL; entry = entry->next)
-        if (entry->hash == hash && strcmp(entry->name, name) == 0)
-            return entry;
-    return NULL;
-}
-
-/* Under the write lock. Doubles the slots when entries outnumber them. */
-static int grow(void)
-{
-    size_t count = slot_count ? slot_count * 2 : 64;
-    limits_entry_t **grown = calloc(count, sizeof *grown);
-    if (grown == NULL)
-        return -1;
-    for (size_t i = 0; i < slot_count; i++) {
-        for (limits_entry_t *entry = slots[i], *next; entry != NULL; entry = next) {
-            next = entry->next;
-            entry->next = grown[entry->hash & (count - 1)];
-            grown[entry->hash & (count - 1)] = entry;
-        }
-    }
-    free(slots);
-    slots = grown;
-    slot_count = count;
-    return 0;
-}
+static limits_entry_t *find(const char *name, uint64_t hash) { return entry_of(strtable_find(&table, name, hash)); }
 
 /* Under the write lock. */
 static limits_entry_t *insert(const char *name, uint64_t hash)
 {
-    if (entry_count >= slot_count && grow() != 0 && slot_count == 0)
-        return NULL;
     limits_entry_t *entry = calloc(1, sizeof *entry);
-    if (entry == NULL || (entry->name = strdup(name)) == NULL) {
+    if (entry == NULL || (entry->name = strdup(name)) == NULL ||
+        strtable_insert(&table, &entry->link, entry->name, hash) != 0) {
+        if (entry != NULL)
+            free(entry->name);
         free(entry);
         return NULL;
     }
-    entry->hash = hash;
     pthread_mutex_init(&entry->lock, NULL);
     entry->epoch = atomic_fetch_add(&next_epoch, 1);
-    entry->next = slots[hash & (slot_count - 1)];
-    slots[hash & (slot_count - 1)] = entry;
-    entry_count++;
     return entry;
 }
 
@@ -260,7 +224,7 @@ bool limits_admit(const key_config_t *key, long window_seconds, uint64_t now_ms,
     memset(tokens, 0, sizeof *tokens);
     if (key->rpm == 0 && key->tpm == 0)
         return true;
-    uint64_t hash = hash_name(key->name);
+    uint64_t hash = strtable_hash(key->name);
     uint64_t bucket_ms = bucket_ms_for(window_seconds);
     pthread_rwlock_rdlock(&table_lock);
     limits_entry_t *entry = find(key->name, hash);
@@ -301,7 +265,7 @@ void limits_record(const key_config_t *key, long window_seconds, uint64_t now_ms
         return;
     uint64_t bucket_ms = bucket_ms_for(window_seconds);
     pthread_rwlock_rdlock(&table_lock);
-    limits_entry_t *entry = find(key->name, hash_name(key->name));
+    limits_entry_t *entry = find(key->name, strtable_hash(key->name));
     if (entry != NULL) {
         pthread_mutex_lock(&entry->lock);
         if (entry->epoch == ticket->epoch && entry->bucket_ms == bucket_ms) {
@@ -326,17 +290,13 @@ static bool is_limited_in(const config_t *config, const char *name)
 void limits_reconfigure(const config_t *config)
 {
     pthread_rwlock_wrlock(&table_lock);
-    for (size_t i = 0; i < slot_count; i++) {
-        for (limits_entry_t **link = &slots[i]; *link != NULL;) {
-            limits_entry_t *entry = *link;
-            if (is_limited_in(config, entry->name)) {
-                link = &entry->next;
-                continue;
-            }
-            *link = entry->next;
-            entry_free(entry);
-            entry_count--;
-        }
+    for (strtable_link_t *link = strtable_first(&table), *next; link != NULL; link = next) {
+        next = strtable_next(&table, link);
+        limits_entry_t *entry = entry_of(link);
+        if (is_limited_in(config, entry->name))
+            continue;
+        strtable_remove(&table, link);
+        entry_free(entry);
     }
     pthread_rwlock_unlock(&table_lock);
 }
@@ -344,22 +304,18 @@ void limits_reconfigure(const config_t *config)
 void limits_reset(void)
 {
     pthread_rwlock_wrlock(&table_lock);
-    for (size_t i = 0; i < slot_count; i++) {
-        for (limits_entry_t *entry = slots[i], *next; entry != NULL; entry = next) {
-            next = entry->next;
-            entry_free(entry);
-        }
+    for (strtable_link_t *link = strtable_first(&table), *next; link != NULL; link = next) {
+        next = strtable_next(&table, link);
+        entry_free(entry_of(link));
     }
-    free(slots);
-    slots = NULL;
-    slot_count = entry_count = 0;
+    strtable_release(&table);
     pthread_rwlock_unlock(&table_lock);
 }
 
 size_t limits_entry_count(void)
 {
     pthread_rwlock_rdlock(&table_lock);
-    size_t count = entry_count;
+    size_t count = table.count;
     pthread_rwlock_unlock(&table_lock);
     return count;
 }

@@ -19,6 +19,7 @@
 
 #include "sluice/latency.h"
 #include "sluice/pipeline.h"
+#include "sluice/util/hash.h"
 #include "sluice/worker.h"
 
 /* ---- estimates ------------------------------------------------------------- */
@@ -133,11 +134,10 @@ bool router_rule_matches(const request_t *request, const route_config_t *route)
 
 /* ---- experiments ----------------------------------------------------------- */
 
+/* FNV-1a of text (NULL hashes as empty) under seed, finalised. */
 static uint64_t hash_text(const char *text, uint64_t seed)
 {
-    uint64_t value = 1469598103934665603ull ^ seed; /* FNV-1a */
-    for (; text && *text; text++)
-        value = (value ^ (unsigned char)*text) * 1099511628211ull;
+    uint64_t value = hash_fnv1a(text, text ? strlen(text) : 0, seed);
     value ^= value >> 33; /* finalise so nearby names spread */
     value *= 0xff51afd7ed558ccdull;
     value ^= value >> 33;

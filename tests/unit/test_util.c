@@ -1,5 +1,6 @@
 /* test_util.c — the small utilities (include/sluice/util/): the request
- * arena, the growable buffer and the crypto helpers. */
+ * arena, the growable buffer, the crypto helpers, FNV-1a and the string
+ * table. */
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -10,11 +11,15 @@
 #include "sluice/util/arena.h"
 #include "sluice/util/buf.h"
 #include "sluice/util/crypto.h"
+#include "sluice/util/hash.h"
+#include "sluice/util/strtable.h"
 #include "leak_check.h"
 
 TestSuite(arena, .fini = unit_leak_check);
 TestSuite(buf, .fini = unit_leak_check);
 TestSuite(crypto, .fini = unit_leak_check);
+TestSuite(hash, .fini = unit_leak_check);
+TestSuite(strtable, .fini = unit_leak_check);
 
 /* ---- arena -------------------------------------------------------------- */
 
@@ -343,4 +348,156 @@ Test(crypto, random)
     cr_assert_eq(crypto_random(a, sizeof a), 0);
     cr_assert_eq(crypto_random(b, sizeof b), 0);
     cr_assert_neq(memcmp(a, b, sizeof a), 0);
+}
+
+/* ---- hash --------------------------------------------------------------- */
+
+Test(hash, fnv1a_known_values)
+{
+    /* FNV-1a with Sluice's offset basis (1469598103934665603, see hash.c):
+     * pinned, because sticky routing draws derive from these values. */
+    cr_expect_eq(hash_fnv1a("", 0, 0), 1469598103934665603ull);
+    cr_expect_eq(hash_fnv1a("a", 1, 0), 0x44bd8ad473cd9906ull);
+    cr_expect_eq(hash_fnv1a("foobar", 6, 0), 0x88fad7c0a8ff07f2ull);
+    cr_expect_eq(hash_fnv1a(NULL, 0, 0), 1469598103934665603ull, "no bytes need no data");
+    cr_expect_eq(hash_fnv1a("", 0, 42), 1469598103934665603ull ^ 42, "the seed is XORed into the basis");
+    cr_expect_neq(hash_fnv1a("a", 1, 1), hash_fnv1a("a", 1, 0));
+    cr_expect_eq(hash_fnv1a("ab\0cd", 5, 0), hash_fnv1a("ab\0cd", 5, 0));
+    cr_expect_neq(hash_fnv1a("ab\0cd", 5, 0), hash_fnv1a("ab", 2, 0), "length, not a NUL, ends the data");
+    cr_expect_eq(strtable_hash("foobar"), 0x88fad7c0a8ff07f2ull);
+}
+
+/* ---- strtable ----------------------------------------------------------- */
+
+typedef struct item {
+    int value;
+    strtable_link_t link;
+    char name[16];
+} item_t;
+
+static item_t *item_of(strtable_link_t *link) { return link ? STRTABLE_ENTRY(link, item_t, link) : NULL; }
+
+static item_t *lookup(const strtable_t *table, const char *name)
+{
+    return item_of(strtable_find(table, name, strtable_hash(name)));
+}
+
+static void add(strtable_t *table, item_t *item, int value)
+{
+    item->value = value;
+    snprintf(item->name, sizeof item->name, "item-%d", value);
+    cr_assert_eq(strtable_insert(table, &item->link, item->name, strtable_hash(item->name)), 0);
+}
+
+Test(strtable, empty_table_finds_nothing)
+{
+    strtable_t table = STRTABLE_INIT;
+    cr_expect_null(strtable_find(&table, "x", strtable_hash("x")));
+    cr_expect_null(strtable_first(&table));
+    cr_expect_eq(table.count, 0);
+    strtable_release(&table);
+}
+
+Test(strtable, insert_find_remove)
+{
+    strtable_t table = STRTABLE_INIT;
+    item_t a, b;
+    add(&table, &a, 1);
+    add(&table, &b, 2);
+    cr_expect_eq(table.count, 2);
+    cr_expect_eq(table.slot_count, 64, "the first insert makes 64 slots");
+    cr_expect_eq(lookup(&table, "item-1"), &a);
+    cr_expect_eq(lookup(&table, "item-2"), &b);
+    cr_expect_null(lookup(&table, "item-3"));
+    cr_expect_null(lookup(&table, "item-"), "a prefix is not the key");
+    cr_expect_null(strtable_find(&table, "item-1", strtable_hash("item-1") ^ 1), "the hash must match as well");
+    strtable_remove(&table, &a.link);
+    cr_expect_eq(table.count, 1);
+    cr_expect_null(lookup(&table, "item-1"));
+    cr_expect_eq(lookup(&table, "item-2"), &b);
+    strtable_remove(&table, &b.link);
+    cr_expect_eq(table.count, 0);
+    cr_expect_null(strtable_first(&table));
+    strtable_release(&table);
+    cr_expect_null(table.slots);
+    cr_expect_eq(table.slot_count, 0);
+}
+
+Test(strtable, colliding_hashes_chain)
+{
+    /* Equal hashes land in one chain; the keys still tell them apart. */
+    strtable_t table = STRTABLE_INIT;
+    item_t a = {.value = 1, .name = "alpha"}, b = {.value = 2, .name = "beta"}, c = {.value = 3, .name = "gamma"};
+    cr_assert_eq(strtable_insert(&table, &a.link, a.name, 7), 0);
+    cr_assert_eq(strtable_insert(&table, &b.link, b.name, 7), 0);
+    cr_assert_eq(strtable_insert(&table, &c.link, c.name, 7 + 64), 0); /* same slot, other hash */
+    cr_expect_eq(item_of(strtable_find(&table, "alpha", 7)), &a);
+    cr_expect_eq(item_of(strtable_find(&table, "beta", 7)), &b);
+    cr_expect_eq(item_of(strtable_find(&table, "gamma", 7 + 64)), &c);
+    cr_expect_null(strtable_find(&table, "gamma", 7));
+    strtable_remove(&table, &b.link); /* the middle of the chain */
+    cr_expect_eq(item_of(strtable_find(&table, "alpha", 7)), &a);
+    cr_expect_null(strtable_find(&table, "beta", 7));
+    cr_expect_eq(item_of(strtable_find(&table, "gamma", 7 + 64)), &c);
+    cr_expect_eq(table.count, 2);
+    strtable_release(&table);
+}
+
+Test(strtable, grows_by_doubling_and_keeps_every_entry)
+{
+    enum { COUNT = 1000 };
+    strtable_t table = STRTABLE_INIT;
+    item_t *items = calloc(COUNT, sizeof *items);
+    cr_assert_not_null(items);
+    for (int i = 0; i < COUNT; i++) {
+        add(&table, &items[i], i);
+        /* Slots double once entries outnumber them: never fewer than entries - 1. */
+        cr_assert_geq(table.slot_count + 1, table.count);
+        cr_assert_eq(table.slot_count & (table.slot_count - 1), 0, "%zu slots is not a power of two", table.slot_count);
+    }
+    cr_expect_eq(table.count, COUNT);
+    cr_expect_eq(table.slot_count, 1024);
+    for (int i = 0; i < COUNT; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "item-%d", i);
+        cr_assert_eq(lookup(&table, name), &items[i], "%s lost in growth", name);
+    }
+    strtable_release(&table);
+    free(items);
+}
+
+Test(strtable, iterates_every_entry_once_and_allows_removal)
+{
+    enum { COUNT = 300 };
+    strtable_t table = STRTABLE_INIT;
+    item_t *items = calloc(COUNT, sizeof *items);
+    cr_assert_not_null(items);
+    for (int i = 0; i < COUNT; i++)
+        add(&table, &items[i], i);
+    int seen[COUNT] = {0};
+    size_t visited = 0;
+    for (strtable_link_t *link = strtable_first(&table); link != NULL; link = strtable_next(&table, link)) {
+        seen[item_of(link)->value]++;
+        visited++;
+    }
+    cr_expect_eq(visited, COUNT);
+    for (int i = 0; i < COUNT; i++)
+        cr_expect_eq(seen[i], 1, "item %d seen %d times", i, seen[i]);
+    /* Remove the odd ones while iterating, taking next first. */
+    for (strtable_link_t *link = strtable_first(&table), *next; link != NULL; link = next) {
+        next = strtable_next(&table, link);
+        if (item_of(link)->value % 2 == 1)
+            strtable_remove(&table, link);
+    }
+    cr_expect_eq(table.count, COUNT / 2);
+    visited = 0;
+    for (strtable_link_t *link = strtable_first(&table); link != NULL; link = strtable_next(&table, link)) {
+        cr_expect_eq(item_of(link)->value % 2, 0);
+        visited++;
+    }
+    cr_expect_eq(visited, COUNT / 2);
+    for (int i = 0; i < COUNT; i++)
+        cr_expect_eq(lookup(&table, items[i].name) != NULL, i % 2 == 0, "item %d", i);
+    strtable_release(&table);
+    free(items);
 }
