@@ -33,7 +33,7 @@ echo "== build (ThreadSanitizer)"
 scripts/build.sh build-tsan -DSLUICE_TSAN=ON -DSLUICE_TESTS=OFF
 echo "== [tsan] threaded integration tests"
 unset ASAN_OPTIONS LSAN_OPTIONS
-TSAN_OPTIONS=exitcode=66 SLUICE_SANITIZED=1 SLUICE_BIN="$PWD/build-tsan/sluice" SLUICE_MOCK_BIN="$PWD/build/sluice-mock" \
+TSAN_OPTIONS="exitcode=66 suppressions=$PWD/tests/tsan.supp" SLUICE_SANITIZED=1 SLUICE_BIN="$PWD/build-tsan/sluice" SLUICE_MOCK_BIN="$PWD/build/sluice-mock" \
     tests/run-node-tests.sh integration/lifecycle.test.mjs integration/limits.test.mjs integration/cache.test.mjs \
     integration/reliability-breaker.test.mjs integration/streaming.test.mjs integration/disconnect.test.mjs \
     integration/budgets.test.mjs integration/limits-redis.test.mjs
