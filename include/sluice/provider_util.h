@@ -16,6 +16,7 @@
 
 #include "sluice/request.h"
 #include "sluice/usage.h"
+#include "sluice/util/buf.h"
 
 /* Appends "name: value" to *headers; the formatted copy is wiped after curl
  * copied it, since values may be credentials. On failure frees the whole list,
@@ -60,5 +61,15 @@ void provider_tool_map_free(provider_tool_map_t *map);
 
 /* Integer member or 0. */
 long provider_integer_member(const json_t *object, const char *name);
+
+/* A stream step's result from a chunk writer's return code: PROVIDER_EVENT_OK,
+ * or PROVIDER_EVENT_FAILED (out of memory). */
+int provider_event_result(int rc);
+/* Appends one SSE event "data: <data>\n\n" to out: PROVIDER_EVENT_OK, or
+ * PROVIDER_EVENT_FAILED (out of memory). */
+int provider_event_data(buf_t *out, const char *data, size_t length);
+/* Ends a stream with an OpenAI error event in out: PROVIDER_EVENT_ERROR, or
+ * PROVIDER_EVENT_FAILED when the event could not be written. */
+int provider_event_error(buf_t *out, const char *type, const char *message);
 
 #endif

@@ -429,7 +429,6 @@ typedef struct anthropic_stream {
     long input_tokens, cache_read_tokens, cache_write_tokens;
 } anthropic_stream_t;
 
-static int ok_or_failed(int rc) { return rc == 0 ? PROVIDER_EVENT_OK : PROVIDER_EVENT_FAILED; }
 
 /* Tool input goes out as the call's arguments, or as content when it is the JSON answer. */
 static int emit_tool_input(anthropic_stream_t *stream, request_t *request, int index, const char *piece, size_t length,
@@ -448,7 +447,7 @@ static int on_block_start(anthropic_stream_t *stream, request_t *request, const 
         return PROVIDER_EVENT_OK;
     if (strcmp(type, "text") == 0) {
         const json_t *text = json_object_get(block, "text");
-        return ok_or_failed(json_is_string(text) ? openai_chunk_text(&stream->writer, request, json_string_value(text),
+        return provider_event_result(json_is_string(text) ? openai_chunk_text(&stream->writer, request, json_string_value(text),
                                                                      json_string_length(text), out)
                                                  : 0);
     }
@@ -468,7 +467,7 @@ static int on_block_start(anthropic_stream_t *stream, request_t *request, const 
         char *arguments = json_dumps(input, JSON_COMPACT);
         int rc = arguments ? emit_tool_input(stream, request, index, arguments, strlen(arguments), out) : -1;
         free(arguments);
-        return ok_or_failed(rc);
+        return provider_event_result(rc);
     }
     return PROVIDER_EVENT_OK;
 }
@@ -481,7 +480,7 @@ static int on_block_delta(anthropic_stream_t *stream, request_t *request, const 
         return PROVIDER_EVENT_OK;
     if (strcmp(type, "text_delta") == 0) {
         const json_t *text = json_object_get(delta, "text");
-        return ok_or_failed(json_is_string(text) ? openai_chunk_text(&stream->writer, request, json_string_value(text),
+        return provider_event_result(json_is_string(text) ? openai_chunk_text(&stream->writer, request, json_string_value(text),
                                                                      json_string_length(text), out)
                                                  : 0);
     }
@@ -490,7 +489,7 @@ static int on_block_delta(anthropic_stream_t *stream, request_t *request, const 
         int index = provider_tool_map_get(&stream->tools, provider_integer_member(event, "index"));
         if (index < 0 || !json_is_string(piece))
             return PROVIDER_EVENT_FAILED; /* tool input for a block that never started as a tool */
-        return ok_or_failed(
+        return provider_event_result(
             emit_tool_input(stream, request, index, json_string_value(piece), json_string_length(piece), out));
     }
     return PROVIDER_EVENT_OK; /* thinking_delta, signature_delta, citations_delta */
@@ -521,7 +520,7 @@ static int on_error_event(anthropic_stream_t *stream, request_t *request, const 
     log_warn("anthropic stream for request %s ended with %s", request->id, type ? type : "an error");
     char text[1024];
     snprintf(text, sizeof text, "anthropic: %s", message ? message : "the stream failed");
-    return openai_chunk_error(out, mapped_type(500, type), text) == 0 ? PROVIDER_EVENT_ERROR : PROVIDER_EVENT_FAILED;
+    return provider_event_error(out, mapped_type(500, type), text);
 }
 
 static int anthropic_translate_event(request_t *request, void *state, const sse_event_t *event, buf_t *out)
@@ -543,7 +542,7 @@ static int anthropic_translate_event(request_t *request, void *state, const sse_
         const json_t *message = json_object_get(data, "message");
         openai_chunk_begin(&stream->writer, request, json_string_value(json_object_get(message, "id")));
         note_usage(stream, request, json_object_get(message, "usage"));
-        result = ok_or_failed(openai_chunk_text(&stream->writer, request, "", 0, out)); /* the role chunk */
+        result = provider_event_result(openai_chunk_text(&stream->writer, request, "", 0, out)); /* the role chunk */
     } else if (strcmp(type, "content_block_start") == 0) {
         result = on_block_start(stream, request, data, out);
     } else if (strcmp(type, "content_block_delta") == 0) {
@@ -574,9 +573,7 @@ static int anthropic_finish_stream(request_t *request, void *state, buf_t *out)
     if (stream->has_stop_reason)
         return end_stream(stream, request, out);
     stream->is_over = true;
-    if (openai_chunk_error(out, "upstream_error", "anthropic stream ended before the message was complete") != 0)
-        return PROVIDER_EVENT_FAILED;
-    return PROVIDER_EVENT_ERROR;
+    return provider_event_error(out, "upstream_error", "anthropic stream ended before the message was complete");
 }
 
 static void anthropic_free_state(void *state)

@@ -583,18 +583,16 @@ static int on_event(bedrock_stream_t *stream, const char *type, size_t type_leng
 #define IS(name) (type_length == sizeof(name) - 1 && memcmp(type, name, type_length) == 0)
     request_t *request = stream->request;
     if (IS("messageStart"))
-        return openai_chunk_text(&stream->writer, request, "", 0, stream->out) == 0 ? PROVIDER_EVENT_OK
-                                                                                   : PROVIDER_EVENT_FAILED;
+        return provider_event_result(openai_chunk_text(&stream->writer, request, "", 0, stream->out));
     if (IS("contentBlockStart"))
-        return on_block_start(stream, event) == 0 ? PROVIDER_EVENT_OK : PROVIDER_EVENT_FAILED;
+        return provider_event_result(on_block_start(stream, event));
     if (IS("contentBlockDelta"))
-        return on_block_delta(stream, event) == 0 ? PROVIDER_EVENT_OK : PROVIDER_EVENT_FAILED;
+        return provider_event_result(on_block_delta(stream, event));
     if (IS("messageStop")) {
         stream->has_stop = true;
         const char *reason = finish_reason(json_string_value(json_object_get(event, "stopReason")),
                                            stream->tools.tool_count > 0);
-        return openai_chunk_finish(&stream->writer, request, reason, stream->out) == 0 ? PROVIDER_EVENT_OK
-                                                                                       : PROVIDER_EVENT_FAILED;
+        return provider_event_result(openai_chunk_finish(&stream->writer, request, reason, stream->out));
     }
     if (IS("metadata")) {
         read_usage(json_object_get(event, "usage"), &request->usage);
@@ -624,9 +622,7 @@ static int on_exception(bedrock_stream_t *stream, const eventstream_message_t *m
     log_warn("bedrock stream for request %s ended with %.*s", stream->request->id, (int)kind.length,
              kind.data ? kind.data : "an error");
     const char *type = kind.data ? kind_error_type(kind.data, kind.length) : NULL;
-    if (openai_chunk_error(stream->out, type ? type : "api_error", detail) != 0)
-        return PROVIDER_EVENT_FAILED;
-    return PROVIDER_EVENT_ERROR;
+    return provider_event_error(stream->out, type ? type : "api_error", detail);
 }
 
 static int on_frame(void *argument, const eventstream_message_t *message)
@@ -680,11 +676,8 @@ static int bedrock_finish_stream(request_t *request, void *state, buf_t *out)
         return PROVIDER_EVENT_OK;
     stream->is_over = true;
     bool is_cut = !stream->has_stop || (stream->is_decoder_ready && eventstream_decoder_pending(&stream->decoder) > 0);
-    if (is_cut) {
-        if (openai_chunk_error(out, "upstream_error", "bedrock stream ended before the message was complete") != 0)
-            return PROVIDER_EVENT_FAILED;
-        return PROVIDER_EVENT_ERROR;
-    }
+    if (is_cut)
+        return provider_event_error(out, "upstream_error", "bedrock stream ended before the message was complete");
     return openai_chunk_end(&stream->writer, request, out) == 0 ? PROVIDER_EVENT_DONE : PROVIDER_EVENT_FAILED;
 }
 

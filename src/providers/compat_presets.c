@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sluice/provider_util.h"
 #include "sluice/usage.h"
 
 static const char *const preset_names[COMPAT_PRESET_COUNT] = {
@@ -187,20 +188,12 @@ static size_t choices_chars(const json_t *choices, const char *holder)
     return total;
 }
 
-static int append_event(buf_t *out, const char *data, size_t length)
-{
-    int rc = buf_append(out, "data: ", 6);
-    rc |= buf_append(out, data, length);
-    rc |= buf_append(out, "\n\n", 2);
-    return rc == 0 ? PROVIDER_EVENT_OK : PROVIDER_EVENT_FAILED;
-}
-
 static int append_json_event(buf_t *out, const json_t *chunk)
 {
     char *text = json_dumps(chunk, JSON_COMPACT);
     if (text == NULL)
         return PROVIDER_EVENT_FAILED;
-    int rc = append_event(out, text, strlen(text));
+    int rc = provider_event_data(out, text, strlen(text));
     free(text);
     return rc;
 }
@@ -271,18 +264,18 @@ int compat_presets_translate_event(request_t *request, compat_stream_t *state, c
     if (event->data_length == 6 && memcmp(event->data, "[DONE]", 6) == 0) {
         if (finish(request, state, out) != PROVIDER_EVENT_OK)
             return PROVIDER_EVENT_FAILED;
-        return append_event(out, event->data, event->data_length) == PROVIDER_EVENT_OK ? PROVIDER_EVENT_DONE
+        return provider_event_data(out, event->data, event->data_length) == PROVIDER_EVENT_OK ? PROVIDER_EVENT_DONE
                                                                                         : PROVIDER_EVENT_FAILED;
     }
     json_t *chunk = json_loadb(event->data, event->data_length, 0, NULL);
     if (!json_is_object(chunk)) { /* not a JSON object: pass it on, the client decides */
         json_decref(chunk);
-        return append_event(out, event->data, event->data_length);
+        return provider_event_data(out, event->data, event->data_length);
     }
     compat_preset_t preset = compat_preset_of(request);
     int result;
     if (json_object_get(chunk, "error") != NULL) {
-        result = append_event(out, event->data, event->data_length) == PROVIDER_EVENT_OK ? PROVIDER_EVENT_ERROR
+        result = provider_event_data(out, event->data, event->data_length) == PROVIDER_EVENT_OK ? PROVIDER_EVENT_ERROR
                                                                                           : PROVIDER_EVENT_FAILED;
         json_decref(chunk);
         return result;
@@ -307,7 +300,7 @@ int compat_presets_translate_event(request_t *request, compat_stream_t *state, c
         result = PROVIDER_EVENT_OK; /* the usage chunk we asked for on the client's behalf: keep it to ourselves */
     } else {
         state->has_sent_usage_chunk |= is_usage_only;
-        result = is_changed ? append_json_event(out, chunk) : append_event(out, event->data, event->data_length);
+        result = is_changed ? append_json_event(out, chunk) : provider_event_data(out, event->data, event->data_length);
     }
     json_decref(chunk);
     return result;

@@ -598,7 +598,6 @@ typedef struct gemini_stream {
     bool is_over;
 } gemini_stream_t;
 
-static int ok_or_failed(int rc) { return rc == 0 ? PROVIDER_EVENT_OK : PROVIDER_EVENT_FAILED; }
 
 static int stream_parts(gemini_stream_t *stream, request_t *request, const json_t *parts, buf_t *out)
 {
@@ -646,11 +645,9 @@ static int gemini_translate_event(request_t *request, void *state, const sse_eve
         char text[1024];
         snprintf(text, sizeof text, "gemini: %s", message ? message : "the stream failed");
         stream->is_over = true;
-        result = openai_chunk_error(out, error_type_for(provider_integer_member(error, "code"),
-                                                        json_string_value(json_object_get(error, "status"))),
-                                    text) == 0
-                     ? PROVIDER_EVENT_ERROR
-                     : PROVIDER_EVENT_FAILED;
+        result = provider_event_error(out, error_type_for(provider_integer_member(error, "code"),
+                                                          json_string_value(json_object_get(error, "status"))),
+                                      text);
         json_decref(data);
         return result;
     }
@@ -659,18 +656,18 @@ static int gemini_translate_event(request_t *request, void *state, const sse_eve
     read_usage(json_object_get(data, "usageMetadata"), &request->usage);
     const json_t *candidate = json_array_get(json_object_get(data, "candidates"), 0);
     if (candidate != NULL) {
-        result = ok_or_failed(openai_chunk_text(&stream->writer, request, "", 0, out)); /* the role chunk */
+        result = provider_event_result(openai_chunk_text(&stream->writer, request, "", 0, out)); /* the role chunk */
         if (result == PROVIDER_EVENT_OK)
             result = stream_parts(stream, request, json_object_get(json_object_get(candidate, "content"), "parts"), out);
         const char *reason = json_string_value(json_object_get(candidate, "finishReason"));
         if (result == PROVIDER_EVENT_OK && reason != NULL && !stream->has_finish) {
             stream->has_finish = true;
-            result = ok_or_failed(
+            result = provider_event_result(
                 openai_chunk_finish(&stream->writer, request, finish_reason(reason, stream->call_count > 0), out));
         }
     } else if (json_object_get(data, "promptFeedback") != NULL && !stream->has_finish) {
         stream->has_finish = true; /* the prompt was blocked: no candidates at all */
-        result = ok_or_failed(openai_chunk_finish(&stream->writer, request, "content_filter", out));
+        result = provider_event_result(openai_chunk_finish(&stream->writer, request, "content_filter", out));
     }
     json_decref(data);
     return result;
@@ -685,11 +682,8 @@ static int gemini_finish_stream(request_t *request, void *state, buf_t *out)
     if (stream->is_over)
         return PROVIDER_EVENT_OK;
     stream->is_over = true;
-    if (!stream->has_finish) {
-        if (openai_chunk_error(out, "upstream_error", "gemini stream ended before the answer was complete") != 0)
-            return PROVIDER_EVENT_FAILED;
-        return PROVIDER_EVENT_ERROR;
-    }
+    if (!stream->has_finish)
+        return provider_event_error(out, "upstream_error", "gemini stream ended before the answer was complete");
     return openai_chunk_end(&stream->writer, request, out) == 0 ? PROVIDER_EVENT_DONE : PROVIDER_EVENT_FAILED;
 }
 

@@ -13,6 +13,7 @@
 
 #include "sluice/compat_presets.h"
 #include "sluice/provider.h"
+#include "sluice/provider_util.h"
 #include "sluice/util/json_scan.h"
 
 /* Appends line to headers; frees the list and returns NULL when out of memory. */
@@ -204,31 +205,24 @@ static int openai_build_call(request_t *request, provider_call_t *call)
     return call->url && call->headers ? 0 : -1;
 }
 
-static int append_event(buf_t *out, const char *data, size_t length)
-{
-    int rc = buf_append(out, "data: ", 6);
-    rc |= buf_append(out, data, length);
-    rc |= buf_append(out, "\n\n", 2);
-    return rc == 0 ? PROVIDER_EVENT_OK : PROVIDER_EVENT_FAILED;
-}
 
 /* The chunk read with json_loadb: for top-level keys with escapes. */
 static int translate_event_from_tree(request_t *request, const sse_event_t *event, buf_t *out)
 {
     json_t *chunk = json_loadb(event->data, event->data_length, 0, NULL);
     if (chunk == NULL) /* not JSON: pass it on, the client decides */
-        return append_event(out, event->data, event->data_length);
+        return provider_event_data(out, event->data, event->data_length);
     int result = PROVIDER_EVENT_OK;
     json_t *choices = json_object_get(chunk, "choices");
     usage_from_openai(json_object_get(chunk, "usage"), &request->usage);
     if (json_object_get(chunk, "error") != NULL) {
-        result = append_event(out, event->data, event->data_length) == PROVIDER_EVENT_OK ? PROVIDER_EVENT_ERROR
+        result = provider_event_data(out, event->data, event->data_length) == PROVIDER_EVENT_OK ? PROVIDER_EVENT_ERROR
                                                                                           : PROVIDER_EVENT_FAILED;
     } else if (json_is_object(json_object_get(chunk, "usage")) && json_is_array(choices) &&
                json_array_size(choices) == 0 && !request->client_wants_usage) {
         /* the usage chunk we asked for on the client's behalf: keep it to ourselves */
     } else {
-        result = append_event(out, event->data, event->data_length);
+        result = provider_event_data(out, event->data, event->data_length);
     }
     json_decref(chunk);
     return result;
@@ -239,14 +233,14 @@ static int openai_translate_event(request_t *request, void *state, const sse_eve
     if (state != NULL && compat_preset_hooks_stream(compat_preset_of(request)))
         return compat_presets_translate_event(request, state, event, out);
     if (event->data_length == 6 && memcmp(event->data, "[DONE]", 6) == 0)
-        return append_event(out, event->data, event->data_length) == PROVIDER_EVENT_OK ? PROVIDER_EVENT_DONE
+        return provider_event_data(out, event->data, event->data_length) == PROVIDER_EVENT_OK ? PROVIDER_EVENT_DONE
                                                                                          : PROVIDER_EVENT_FAILED;
     bool may_have_usage = false; /* "usage":{ or "usage": { somewhere */
     for (const char *at = event->data; !may_have_usage && (at = strstr(at, "\"usage\":")) != NULL; at += 8)
         may_have_usage = at[8] == '{' || (at[8] == ' ' && at[9] == '{');
     int may_have_error = strstr(event->data, "\"error\"") != NULL;
     if (!may_have_usage && !may_have_error)
-        return append_event(out, event->data, event->data_length);
+        return provider_event_data(out, event->data, event->data_length);
     /* Read usage, choices and error without building the chunk (json_loadb
      * of the usage chunk was a sixth of a streamed request's instructions);
      * the scan accepts exactly what json_loadb accepts. */
@@ -256,7 +250,7 @@ static int openai_translate_event(request_t *request, void *state, const sse_eve
     if (scan == JSON_SCAN_UNDECIDED)
         return translate_event_from_tree(request, event, out);
     if (scan == JSON_SCAN_INVALID) /* not JSON, or not an object: pass it on, the client decides */
-        return append_event(out, event->data, event->data_length);
+        return provider_event_data(out, event->data, event->data_length);
     json_scan_value_t usage = values[0], choices = values[1];
     if (usage.text != NULL && usage_from_openai_text(usage.text, usage.length, &request->usage) != 0) {
         json_t *tree = json_loadb(usage.text, usage.length, 0, NULL);
@@ -264,13 +258,13 @@ static int openai_translate_event(request_t *request, void *state, const sse_eve
         json_decref(tree);
     }
     if (values[2].text != NULL)
-        return append_event(out, event->data, event->data_length) == PROVIDER_EVENT_OK ? PROVIDER_EVENT_ERROR
+        return provider_event_data(out, event->data, event->data_length) == PROVIDER_EVENT_OK ? PROVIDER_EVENT_ERROR
                                                                                         : PROVIDER_EVENT_FAILED;
     bool is_usage_only = usage.text != NULL && usage.text[0] == '{' && choices.text != NULL &&
                          choices.text[0] == '[' && is_blank(choices.text + 1, choices.length - 2);
     if (is_usage_only && !request->client_wants_usage)
         return PROVIDER_EVENT_OK; /* the usage chunk we asked for on the client's behalf: keep it to ourselves */
-    return append_event(out, event->data, event->data_length);
+    return provider_event_data(out, event->data, event->data_length);
 }
 
 static int openai_translate_response(request_t *request, const char *body, size_t length, buf_t *out,

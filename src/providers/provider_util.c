@@ -1,6 +1,9 @@
 /* provider_util.c — pieces shared by the translating adapters (see provider_util.h). */
 #include "sluice/provider_util.h"
 
+#include "sluice/openai_chunk.h"
+#include "sluice/provider.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -142,4 +145,19 @@ void provider_tool_map_free(provider_tool_map_t *map)
     map->tool_for_block = NULL;
     map->capacity = 0;
     map->tool_count = 0;
+}
+
+int provider_event_result(int rc) { return rc == 0 ? PROVIDER_EVENT_OK : PROVIDER_EVENT_FAILED; }
+
+int provider_event_data(buf_t *out, const char *data, size_t length)
+{
+    int rc = buf_append(out, "data: ", 6);
+    rc |= buf_append(out, data, length);
+    rc |= buf_append(out, "\n\n", 2);
+    return provider_event_result(rc);
+}
+
+int provider_event_error(buf_t *out, const char *type, const char *message)
+{
+    return openai_chunk_error(out, type, message) == 0 ? PROVIDER_EVENT_ERROR : PROVIDER_EVENT_FAILED;
 }
