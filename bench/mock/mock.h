@@ -110,6 +110,9 @@ void mock_text_embedding(const char *text, size_t length, float *vector, int dim
 json_t *mock_text_embedding_json(const char *text, int dimensions, bool is_base64);
 /* A fresh id such as `chatcmpl-1a2b3c...` (heap). */
 char *mock_text_id(const char *prefix);
+/* Appends piece to the malloc'ed *text (*length bytes), space-separated; on
+ * out of memory the text stays as it was. */
+void mock_text_append(const char *piece, char **text, size_t *length);
 
 /* What the model "says": built once per call by mock_answer_build, rendered by each provider. */
 typedef struct mock_answer {

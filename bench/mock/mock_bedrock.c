@@ -65,19 +65,6 @@ static bool is_authorized(mock_call_t *call)
     return false;
 }
 
-static void append_text(const char *piece, char **text, size_t *length)
-{
-    size_t add = strlen(piece);
-    char *grown = realloc(*text, *length + add + 2);
-    if (grown == NULL)
-        return;
-    *text = grown;
-    if (*length > 0)
-        (*text)[(*length)++] = ' ';
-    memcpy(*text + *length, piece, add + 1);
-    *length += add;
-}
-
 /* Text of content blocks; toolResult contents count too and mark the turn. */
 static char *blocks_text(const json_t *blocks, size_t *length, bool *has_tool_result)
 {
@@ -88,7 +75,7 @@ static char *blocks_text(const json_t *blocks, size_t *length, bool *has_tool_re
     json_array_foreach(blocks, index, block) {
         const char *piece = json_string_value(json_object_get(block, "text"));
         if (piece != NULL)
-            append_text(piece, &text, length);
+            mock_text_append(piece, &text, length);
         const json_t *result = json_object_get(block, "toolResult");
         if (result != NULL) {
             if (has_tool_result != NULL)
@@ -98,7 +85,7 @@ static char *blocks_text(const json_t *blocks, size_t *length, bool *has_tool_re
             json_array_foreach(json_object_get(result, "content"), inner_index, inner) {
                 const char *inner_text = json_string_value(json_object_get(inner, "text"));
                 if (inner_text != NULL)
-                    append_text(inner_text, &text, length);
+                    mock_text_append(inner_text, &text, length);
             }
         }
     }

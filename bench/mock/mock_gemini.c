@@ -41,19 +41,6 @@ json_t *mock_gemini_error_body(int status, const char *message)
     return body;
 }
 
-static void append_text(const char *piece, char **text, size_t *length)
-{
-    size_t add = strlen(piece);
-    char *grown = realloc(*text, *length + add + 2);
-    if (grown == NULL)
-        return;
-    *text = grown;
-    if (*length > 0)
-        (*text)[(*length)++] = ' ';
-    memcpy(*text + *length, piece, add + 1);
-    *length += add;
-}
-
 /* Text parts of a Content object; notes whether it carries a functionResponse. */
 static char *parts_text(const json_t *content, size_t *length, bool *has_function_response)
 {
@@ -64,7 +51,7 @@ static char *parts_text(const json_t *content, size_t *length, bool *has_functio
     json_array_foreach(json_object_get(content, "parts"), index, part) {
         const char *piece = json_string_value(json_object_get(part, "text"));
         if (piece != NULL)
-            append_text(piece, &text, length);
+            mock_text_append(piece, &text, length);
         if (json_object_get(part, "functionResponse") != NULL && has_function_response != NULL)
             *has_function_response = true;
     }

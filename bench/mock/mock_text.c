@@ -312,3 +312,16 @@ void mock_answer_free(mock_answer_t *answer)
     free(answer->tool_arguments);
     memset(answer, 0, sizeof *answer);
 }
+
+void mock_text_append(const char *piece, char **text, size_t *length)
+{
+    size_t add = strlen(piece);
+    char *grown = realloc(*text, *length + add + 2);
+    if (grown == NULL)
+        return;
+    *text = grown;
+    if (*length > 0)
+        (*text)[(*length)++] = ' ';
+    memcpy(*text + *length, piece, add + 1);
+    *length += add;
+}
