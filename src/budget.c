@@ -40,6 +40,7 @@
 #include "sluice/util/hash.h"
 #include "sluice/util/strtable.h"
 #include "sluice/worker.h"
+#include "sluice/provider_util.h"
 
 /* ---- calendar periods --------------------------------------------------- */
 
@@ -699,12 +700,8 @@ static void collect(const request_t *request, budget_ticket_t *ticket)
  * the dearest priced candidate. *is_priced is false when none is priced. */
 static int64_t estimate_cost(const request_t *request, bool *is_priced)
 {
-    double prompt = (double)(request->bytes_in / 4), completion = 0;
-    const json_t *cap = json_object_get(request->body, "max_completion_tokens");
-    if (!json_is_integer(cap))
-        cap = json_object_get(request->body, "max_tokens");
-    if (json_is_integer(cap) && json_integer_value(cap) > 0)
-        completion = (double)json_integer_value(cap);
+    long cap = provider_max_tokens(request->body);
+    double prompt = (double)(request->bytes_in / 4), completion = cap > 0 ? (double)cap : 0;
     double most = 0;
     *is_priced = false;
     for (size_t i = 0; i < request->candidate_count; i++) {

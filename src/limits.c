@@ -38,6 +38,7 @@
 #include "sluice/util/clock.h"
 #include "sluice/util/strtable.h"
 #include "sluice/worker.h"
+#include "sluice/provider_util.h"
 
 /* ---- the sliding window ------------------------------------------------- */
 
@@ -331,13 +332,8 @@ static uint64_t now_ms(void)
  * about a token per four bytes of request body, plus the completion cap. */
 static long estimate_tokens(const request_t *request)
 {
-    long estimate = (long)(request->bytes_in / 4);
-    const json_t *cap = json_object_get(request->body, "max_completion_tokens");
-    if (!json_is_integer(cap))
-        cap = json_object_get(request->body, "max_tokens");
-    if (json_is_integer(cap) && json_integer_value(cap) > 0)
-        estimate += (long)json_integer_value(cap);
-    return estimate;
+    long cap = provider_max_tokens(request->body);
+    return (long)(request->bytes_in / 4) + (cap > 0 ? cap : 0);
 }
 
 static void add_headers(request_t *request, const char *dimension, const limits_state_t *state)

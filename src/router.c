@@ -21,6 +21,7 @@
 #include "sluice/pipeline.h"
 #include "sluice/util/hash.h"
 #include "sluice/worker.h"
+#include "sluice/provider_util.h"
 
 /* ---- estimates ------------------------------------------------------------- */
 
@@ -198,10 +199,8 @@ static double target_cost(const request_t *request, const target_config_t *targe
     *is_priced = price != NULL;
     if (price == NULL)
         return 0;
-    const json_t *limit = json_object_get(request->body, "max_completion_tokens");
-    if (!json_is_integer(limit))
-        limit = json_object_get(request->body, "max_tokens");
-    double completion = json_is_integer(limit) ? (double)json_integer_value(limit) : 256.0;
+    long limit = provider_max_tokens(request->body);
+    double completion = limit > 0 ? (double)limit : 256.0; /* no cap given: a typical answer */
     return ((double)request->estimated_prompt_tokens * price->input_per_million +
             completion * price->output_per_million) / 1e6;
 }
