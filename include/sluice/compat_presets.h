@@ -86,8 +86,8 @@ int compat_presets_translate_response(request_t *request, const char *body, size
  * prompt_tokens_details.cached_tokens from prompt_cache_hit_tokens when the
  * server gave none); true when it changed anything. */
 bool compat_presets_fix_usage(compat_preset_t preset, json_t *usage);
-/* ceil(characters / 4) of every message's text (strings and text parts). */
-long compat_presets_estimate_prompt_tokens(const json_t *body);
+/* ceil(characters / 4): the estimate's tokens for a text (the prompt's come
+ * from router_estimate_prompt_tokens, the same rule). */
 long compat_presets_tokens_for_chars(size_t characters);
 
 #endif

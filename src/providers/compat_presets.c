@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "sluice/provider_util.h"
+#include "sluice/router.h"
 #include "sluice/usage.h"
 
 static const char *const preset_names[COMPAT_PRESET_COUNT] = {
@@ -116,32 +117,6 @@ long compat_presets_tokens_for_chars(size_t characters)
     return (long)((characters + 3) / 4);
 }
 
-static size_t content_chars(const json_t *content)
-{
-    if (json_is_string(content))
-        return json_string_length(content);
-    size_t total = 0, index;
-    json_t *part;
-    json_array_foreach(content, index, part) {
-        const json_t *text = json_object_get(part, "text");
-        if (json_is_string(text))
-            total += json_string_length(text);
-    }
-    return total;
-}
-
-long compat_presets_estimate_prompt_tokens(const json_t *body)
-{
-    size_t characters = 0, index;
-    json_t *message;
-    json_array_foreach(json_object_get(body, "messages"), index, message)
-        characters += content_chars(json_object_get(message, "content"));
-    const json_t *prompt = json_object_get(body, "prompt"); /* /v1/completions */
-    if (json_is_string(prompt))
-        characters += json_string_length(prompt);
-    return compat_presets_tokens_for_chars(characters);
-}
-
 bool compat_presets_fix_usage(compat_preset_t preset, json_t *usage)
 {
     if (preset != COMPAT_PRESET_DEEPSEEK || !json_is_object(usage))
@@ -229,7 +204,7 @@ static void estimate_usage(request_t *request, size_t completion_chars)
     request->usage = (usage_t){
         .is_known = true,
         .is_estimated = true,
-        .prompt_tokens = compat_presets_estimate_prompt_tokens(request->body),
+        .prompt_tokens = router_estimate_prompt_tokens(request->body),
         .completion_tokens = compat_presets_tokens_for_chars(completion_chars),
     };
 }
