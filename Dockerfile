@@ -22,7 +22,7 @@ WORKDIR /src
 COPY CMakeLists.txt ./
 COPY include ./include
 COPY src ./src
-COPY bench/mock ./bench/mock
+COPY mock ./mock
 RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DSLUICE_TESTS=OFF \
  && cmake --build /build -j"$(nproc)" --target sluice sluice-mock \
  && strip /build/sluice /build/sluice-mock \

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-build}
 cmake --build "$dir" --target sluice-cache-eval -j2 >/dev/null
-default=$(sed -n 's/^#define CACHE_DEFAULT_THRESHOLD \([0-9.]*\).*/\1/p' src/config_cache.c)
+default=$(sed -n 's/^#define CACHE_DEFAULT_THRESHOLD \([0-9.]*\).*/\1/p' src/config/config_cache.c)
 for set in cache-pairs cache-pairs-holdout; do
     echo "## tests/data/$set.jsonl"
     echo

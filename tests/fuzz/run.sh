@@ -31,7 +31,7 @@ while IFS= read -r source; do
     object="$work/obj/${relative//\//_}.o"
     "$cc" $cflags $sanitize -fsanitize=fuzzer-no-link -c "$source" -o "$object"
     objects+=("$object")
-done < <(find "$root/src" -name '*.c' ! -path "$root/src/main.c" | sort)
+done < <(find "$root/src" -name '*.c' ! -path "$root/src/core/main.c" | sort)
 
 status=0
 for target_source in "$here"/fuzz_*.c; do

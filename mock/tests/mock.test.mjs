@@ -1,7 +1,7 @@
 // mock.test.mjs — checks sluice-mock itself, independently of the gateway: a Bedrock request
 // signed here with node:crypto (SigV4, model id with ':' so the double-encoding rule matters),
 // the event-stream framing with zlib CRCs, and one request per provider format.
-// Run: node --test bench/mock/tests/   (SLUICE_MOCK_BIN overrides build/sluice-mock)
+// Run: node --test mock/tests/   (SLUICE_MOCK_BIN overrides build/sluice-mock)
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, createHmac } from 'node:crypto';
@@ -12,7 +12,7 @@ import zlib from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const MOCK_BIN = process.env.SLUICE_MOCK_BIN || path.resolve(here, '../../../build/sluice-mock');
+const MOCK_BIN = process.env.SLUICE_MOCK_BIN || path.resolve(here, '../../build/sluice-mock');
 const AKID = 'AKIDMOCKEXAMPLE';
 const SECRET = 'mock/secret+key/EXAMPLE';
 const REGION = 'us-east-1';
