@@ -28,10 +28,18 @@ struct evbuffer;
 struct event;
 struct worker;
 struct upstream_transfer;
-struct cache_request;
 struct anthropic_in_stream;
-struct limits_ticket;
-struct budget_ticket;
+
+/* Room for the stages' context slots (pipeline.h: stage_slot_t). */
+enum { REQUEST_STAGE_SLOTS = 8 };
+
+/* Whether the answer came from the cache, for the x-sluice-cache header. */
+typedef enum {
+    CACHE_OUTCOME_NONE, /* the cache did not look: logged as nothing, sent as "skip" */
+    CACHE_OUTCOME_SKIP,
+    CACHE_OUTCOME_MISS,
+    CACHE_OUTCOME_HIT,
+} cache_outcome_t;
 
 /* An error reply kept while other attempts are tried (strings in the arena). */
 typedef struct request_error {
@@ -86,10 +94,6 @@ typedef struct request {
     /* auth */
     const key_config_t *key;
 
-    /* limits */
-    struct limits_ticket *limits_ticket; /* what admission reserved (arena); NULL when not limited */
-    struct budget_ticket *budget_ticket; /* budget.c: what it reserved or refused (arena); NULL = no budget */
-
     /* router */
     const char *route_model;              /* the model name after rules and experiments */
     int route_index;                      /* the rule that matched, -1 for none */
@@ -116,12 +120,6 @@ typedef struct request {
     request_error_t last_error;           /* replied when no attempt is left */
     struct event *backoff_timer;          /* waiting before another pass over the candidates */
 
-    /* cache (cache.c) */
-    struct cache_request *cache; /* the cache stages' state (arena); NULL when they did not look */
-    const char *cache_outcome;   /* "hit" | "miss" | "skip" for the x-sluice-cache header; NULL = skip */
-    buf_t *answer_capture;       /* set on a miss the cache may admit: upstream copies what the client is sent */
-    bool is_answer_capture_broken; /* a copy failed or was too long: never admit it */
-
     /* upstream */
     struct upstream_transfer *transfer;
 
@@ -130,11 +128,15 @@ typedef struct request {
     const char *error_type;
     const char *error_message; /* arena; never contains secrets */
     usage_t usage;
+    cache_outcome_t cache_outcome;
     double cost_usd;
     bool is_priced;
     bool has_replied;     /* a complete reply or stream end was sent */
     bool is_streaming;    /* stream headers sent; more chunks to come */
     bool is_client_gone;
+
+    /* Each stage's own state (pipeline.h), owned by that stage. */
+    void *stage_context[REQUEST_STAGE_SLOTS];
 
     /* pipeline position */
     size_t next_stage;
@@ -161,6 +163,8 @@ void request_add_header(request_t *request, const char *name, const char *value)
 void request_stream_start(request_t *request);
 void request_stream_write(request_t *request, const char *bytes, size_t length);
 void request_stream_end(request_t *request);
+/* "skip", "miss" or "hit", as the x-sluice-cache header says it. */
+const char *request_cache_outcome_name(cache_outcome_t outcome);
 /* Reads a request header, NULL when absent or when the client has gone. */
 const char *request_header(const request_t *request, const char *name);
 

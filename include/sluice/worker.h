@@ -23,7 +23,9 @@ struct server;
 struct upstream_pool;
 struct metrics;
 struct latency_table;
-struct cache_worker;
+
+/* Room for the stages' per-worker state (pipeline.h: stage_slot_t). */
+enum { WORKER_STAGE_SLOTS = 8 };
 
 /* Owner: server_t.workers. */
 typedef struct worker {
@@ -37,8 +39,8 @@ typedef struct worker {
     struct upstream_pool *pool;
     struct metrics *metrics;     /* this worker's shard */
     struct latency_table *latency; /* recent latency per target, for routing */
-    struct cache_worker *cache;  /* the cache store and this worker's Redis connection */
-    struct limits_redis *limits_redis; /* shared rate-limit windows: this worker's Redis connection, or NULL */
+    void *stage_state[WORKER_STAGE_SLOTS]; /* each stage's per-worker state (pipeline.h), owned by that stage */
+    bool has_stage_state;                  /* the stages' worker_init hooks ran (and succeeded) */
     struct event *command_event; /* wakes the loop for commands from the main thread */
     atomic_int pending_command;
     atomic_long in_flight;       /* open requests, read by the main thread while draining */

@@ -76,7 +76,7 @@ static const key_config_t *authenticate(struct evhttp_request *http, const confi
 static void handle_stats(struct evhttp_request *http, worker_t *worker)
 {
     cache_stats_t stats;
-    cache_store_stats(worker->cache->store, &stats);
+    cache_store_stats(cache_worker_of(worker)->store, &stats);
     buf_t metrics;
     buf_init(&metrics);
     cache_metrics_render(&metrics);
@@ -85,7 +85,7 @@ static void handle_stats(struct evhttp_request *http, worker_t *worker)
                              (json_int_t)stats.bytes, "max_entries", (json_int_t)stats.max_entries, "max_bytes",
                              (json_int_t)stats.max_bytes, "evictions", (json_int_t)stats.evictions, "expirations",
                              (json_int_t)stats.expirations, "redis_in_step",
-                             worker->cache->redis ? store_redis_is_in_step() : 0, "metrics",
+                             cache_worker_of(worker)->redis ? store_redis_is_in_step() : 0, "metrics",
                              metrics.data ? metrics.data : "", metrics.length);
     buf_free(&metrics);
     reply(http, 200, body);
@@ -155,10 +155,10 @@ static void handle_invalidate(struct evhttp_request *http, worker_t *worker, con
     cache_match_t match = {.id = id, .model = model, .scope = scope, .vector = vector, .dim = dim,
                            .threshold = (float)threshold};
     removed_ids_t removed = {0};
-    size_t count = cache_store_remove(worker->cache->store, &match, collect, &removed);
+    size_t count = cache_store_remove(cache_worker_of(worker)->store, &match, collect, &removed);
     bool is_shared = true;
-    if (worker->cache->redis != NULL &&
-        store_redis_invalidate(worker->cache->redis, &match, (const char *const *)removed.ids, removed.count) != 0) {
+    if (cache_worker_of(worker)->redis != NULL &&
+        store_redis_invalidate(cache_worker_of(worker)->redis, &match, (const char *const *)removed.ids, removed.count) != 0) {
         is_shared = false;
         cache_count(CACHE_COUNT_STORE_ERRORS);
         log_warn("cache: invalidation could not reach redis; other instances keep their entries");
@@ -174,7 +174,7 @@ static void handle_invalidate(struct evhttp_request *http, worker_t *worker, con
     free(vector);
     json_decref(body);
     reply(http, 200, json_pack("{s:I, s:o, s:b}", "invalidated", (json_int_t)count, "ids", ids ? ids : json_array(),
-                               "shared", worker->cache->redis == NULL || is_shared));
+                               "shared", cache_worker_of(worker)->redis == NULL || is_shared));
 }
 
 void admin_cache_handle(struct evhttp_request *http, worker_t *worker, const char *path, size_t path_length)

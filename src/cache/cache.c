@@ -189,7 +189,7 @@ static cache_request_t *skip(request_t *request, cache_request_t *state, const c
 {
     state->outcome = "skip";
     state->reason = reason;
-    request->cache_outcome = "skip";
+    request->cache_outcome = CACHE_OUTCOME_SKIP;
     cache_count(CACHE_COUNT_SKIP);
     return NULL;
 }
@@ -210,7 +210,7 @@ cache_request_t *cache_request_begin(request_t *request)
         return NULL;
     memset(state, 0, sizeof *state);
     buf_init(&state->capture);
-    request->cache = state;
+    request->stage_context[STAGE_SLOT_CACHE] = state;
     state->started_us = clock_monotonic_us();
     state->may_serve = state->may_admit = true;
     const cache_model_config_t *model = config_find_cache_model(config, request->route_model);
@@ -253,7 +253,7 @@ cache_request_t *cache_request_begin(request_t *request)
         /* The local index may miss other instances' changes: do not trust it. */
         state->outcome = "error";
         state->reason = "store_unavailable";
-        request->cache_outcome = "miss";
+        request->cache_outcome = CACHE_OUTCOME_MISS;
         cache_count(CACHE_COUNT_ERROR);
         return NULL;
     }
@@ -337,7 +337,7 @@ const char *cache_embed_text(request_t *request, size_t *length)
 
 uint64_t cache_partition(request_t *request, const char *embedder)
 {
-    const cache_request_t *state = request->cache;
+    const cache_request_t *state = cache_request_of(request);
     const json_t *messages = json_object_get(request->body, "messages");
     size_t count = json_array_size(messages);
     bool is_last_user = request->config->cache.embed_input == CACHE_EMBED_LAST_USER;
@@ -421,7 +421,7 @@ static void write_json(request_t *request, const char *content, const char *fini
 
 void cache_serve_hit(request_t *request, const cache_found_t *found, const char *layer)
 {
-    cache_request_t *state = request->cache;
+    cache_request_t *state = cache_request_of(request);
     json_t *answer = json_loadb(found->answer, found->answer_length, 0, NULL);
     const char *content = json_string_value(json_object_get(answer, "content"));
     const char *finish_reason = json_string_value(json_object_get(answer, "finish_reason"));
@@ -436,7 +436,7 @@ void cache_serve_hit(request_t *request, const cache_found_t *found, const char 
     cache_count(strcmp(layer, "exact") == 0 ? CACHE_COUNT_HIT_EXACT : CACHE_COUNT_HIT_SEMANTIC);
     atomic_fetch_add_explicit(&lookup_us_sum, state->lookup_us, memory_order_relaxed);
     atomic_fetch_add_explicit(&lookup_count, 1, memory_order_relaxed);
-    request->cache_outcome = "hit";
+    request->cache_outcome = CACHE_OUTCOME_HIT;
     request_add_header(request, "x-sluice-cache", "hit");
     request_add_header(request, "x-sluice-cache-layer", layer);
     request_add_header(request, "x-sluice-cache-id", found->id);
@@ -477,7 +477,7 @@ void cache_serve_hit(request_t *request, const cache_found_t *found, const char 
 
 void cache_note_miss(request_t *request)
 {
-    cache_request_t *state = request->cache;
+    cache_request_t *state = cache_request_of(request);
     if (state == NULL)
         return;
     state->lookup_us = clock_monotonic_us() - state->started_us;
@@ -486,9 +486,21 @@ void cache_note_miss(request_t *request)
         atomic_fetch_add_explicit(&lookup_count, 1, memory_order_relaxed);
         cache_count(CACHE_COUNT_MISS);
     }
-    request->cache_outcome = "miss";
-    if (state->may_admit)
-        request->answer_capture = &state->capture;
+    request->cache_outcome = CACHE_OUTCOME_MISS;
+    state->is_capturing = state->may_admit;
+}
+
+/* Answers larger than this are not admitted (the copy would cost more than it saves). */
+enum { MAX_CAPTURE_BYTES = 4 << 20 };
+
+void cache_capture(request_t *request, response_piece_t *piece)
+{
+    cache_request_t *state = cache_request_of(request);
+    if (state == NULL || !state->is_capturing || state->is_capture_broken || piece->length == 0)
+        return;
+    if (state->capture.length + piece->length > MAX_CAPTURE_BYTES ||
+        buf_append(&state->capture, piece->data, piece->length) != 0)
+        state->is_capture_broken = true;
 }
 
 /* ---- admission ------------------------------------------------------------- */
@@ -675,7 +687,7 @@ static void admit_text(request_t *request, cache_request_t *state, char *text)
         .answer_length = strlen(text),
     };
     memcpy(record.key, state->key, CACHE_KEY_LENGTH);
-    cache_worker_t *worker_cache = request->worker->cache;
+    cache_worker_t *worker_cache = cache_worker_of(request->worker);
     const cache_config_t *cache = &request->config->cache;
     cache_store_set_limits(worker_cache->store, cache->max_entries, cache->max_bytes);
     if (cache_store_put(worker_cache->store, &record, now) != 0) {
@@ -692,19 +704,18 @@ static void admit_text(request_t *request, cache_request_t *state, char *text)
 
 void cache_finish(request_t *request)
 {
-    cache_request_t *state = request->cache;
+    cache_request_t *state = cache_request_of(request);
     if (state == NULL)
         return;
     if (state->embed_call != NULL) {
         embed_call_cancel(state->embed_call);
         state->embed_call = NULL;
     }
-    bool is_captured = request->answer_capture == &state->capture;
-    request->answer_capture = NULL;
-    if (is_captured && !request->is_answer_capture_broken && request->status == 200 &&
-        request->error_type == NULL && !request->is_client_gone && request->cache_outcome != NULL &&
-        strcmp(request->cache_outcome, "hit") != 0)
+    if (state->is_capturing && !state->is_capture_broken && request->status == 200 && request->error_type == NULL &&
+        !request->is_client_gone && request->cache_outcome != CACHE_OUTCOME_NONE &&
+        request->cache_outcome != CACHE_OUTCOME_HIT)
         admit(request, state);
+    state->is_capturing = false;
     buf_free(&state->capture);
 }
 
@@ -712,7 +723,7 @@ void cache_finish(request_t *request)
 
 static uint64_t counter(cache_count_t kind) { return atomic_load_explicit(&counters[kind], memory_order_relaxed); }
 
-int cache_metrics_render(buf_t *out)
+void cache_metrics_render(buf_t *out)
 {
     static const char *const outcomes[] = {"hit_exact", "hit_semantic", "miss", "skip", "error"};
     int rc = buf_append_str(out, "# HELP sluice_cache_lookups_total Cache lookups by outcome.\n"
@@ -757,7 +768,7 @@ int cache_metrics_render(buf_t *out)
                          stats.entries, stats.bytes, (unsigned long long)stats.evictions);
         cache_store_shared_release();
     }
-    return rc ? -1 : 0;
+    (void)rc; /* a failed append leaves a short page; the scrape is retried */
 }
 
 static void log_string(buf_t *line, const char *name, const char *value)
@@ -771,9 +782,10 @@ static void log_string(buf_t *line, const char *name, const char *value)
 
 void cache_log_fields(const request_t *request, buf_t *line)
 {
-    const cache_request_t *state = request->cache;
+    const cache_request_t *state = cache_request_of(request);
     if (state == NULL) {
-        log_string(line, "cache", request->cache_outcome);
+        if (request->cache_outcome != CACHE_OUTCOME_NONE)
+            log_string(line, "cache", request_cache_outcome_name(request->cache_outcome));
         return;
     }
     log_string(line, "cache", state->outcome);
@@ -790,15 +802,18 @@ void cache_log_fields(const request_t *request, buf_t *line)
 
 /* ---- per worker ------------------------------------------------------------ */
 
-int cache_worker_init(worker_t *worker)
+cache_request_t *cache_request_of(const request_t *request) { return request->stage_context[STAGE_SLOT_CACHE]; }
+
+cache_worker_t *cache_worker_of(const worker_t *worker) { return worker->stage_state[STAGE_SLOT_CACHE]; }
+
+int cache_worker_init(worker_t *worker, const config_t *config)
 {
     cache_worker_t *cache = calloc(1, sizeof *cache);
     if (cache == NULL)
         return -1;
-    worker->cache = cache;
+    worker->stage_state[STAGE_SLOT_CACHE] = cache;
     if ((cache->store = cache_store_shared_acquire()) == NULL)
         return -1;
-    config_t *config = worker_config(worker);
     int rc = 0;
     cache_store_set_limits(cache->store, config->cache.max_entries ? config->cache.max_entries : 100000,
                            config->cache.max_bytes ? config->cache.max_bytes : 256u << 20);
@@ -806,18 +821,17 @@ int cache_worker_init(worker_t *worker)
         cache->redis = store_redis_new(worker, &config->redis, cache->store, worker->index == 0);
         rc = cache->redis ? 0 : -1;
     }
-    config_unref(config);
     return rc;
 }
 
 void cache_worker_free(worker_t *worker)
 {
-    cache_worker_t *cache = worker->cache;
+    cache_worker_t *cache = cache_worker_of(worker);
     if (cache == NULL)
         return;
     store_redis_free(cache->redis);
     if (cache->store != NULL)
         cache_store_shared_release();
     free(cache);
-    worker->cache = NULL;
+    worker->stage_state[STAGE_SLOT_CACHE] = NULL;
 }

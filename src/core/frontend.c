@@ -87,7 +87,7 @@ static void handle_unrouted(struct evhttp_request *http, worker_t *worker, const
         evhttp_send_error(http, 500, NULL);
         return;
     }
-    request->stages_entered = 1; /* the access log only */
+    pipeline_start_logged_only(request);
     size_t length = path_length(uri);
     if (length > 200)
         length = 200;

@@ -1,10 +1,13 @@
-/* pipeline.c — the stage list and the loop that drives a request through it.
+/* pipeline.c — the stage list, the loop that drives a request through it, and
+ * the iteration of every other hook (see pipeline.h).
  *
  * Reading this list top to bottom is reading the life of a request. Adding a
- * stage is one file and one line here. */
+ * stage is one file, its extern in pipeline.h and one line here. */
 #include "sluice/pipeline.h"
 
 #include <stddef.h>
+
+#include "sluice/worker.h"
 
 static const stage_t *const stages[] = {
     &stage_access_log, /* completion only: runs last, sees the final outcome */
@@ -20,6 +23,49 @@ static const stage_t *const stages[] = {
 };
 
 enum { STAGE_COUNT = sizeof stages / sizeof stages[0] };
+/* The front end's own replies (404, 405, CORS) are seen by the logger alone. */
+enum { STAGES_LOGGING_ONLY = 1 };
+
+_Static_assert((int)STAGE_SLOT_COUNT <= (int)WORKER_STAGE_SLOTS, "worker_t.stage_state is too small");
+
+/* ---- process and worker lifecycle ---------------------------------------- */
+
+void pipeline_reconfigure(const config_t *old_config, const config_t *new_config)
+{
+    for (size_t i = 0; i < STAGE_COUNT; i++)
+        if (stages[i]->reconfigure != NULL)
+            stages[i]->reconfigure(old_config, new_config);
+}
+
+void pipeline_shutdown(void)
+{
+    for (size_t i = STAGE_COUNT; i-- > 0;)
+        if (stages[i]->shutdown != NULL)
+            stages[i]->shutdown();
+}
+
+int pipeline_worker_init(struct worker *worker, const config_t *config)
+{
+    for (size_t i = 0; i < STAGE_COUNT; i++) {
+        if (stages[i]->worker_init == NULL || stages[i]->worker_init(worker, config) == 0)
+            continue;
+        /* worker_free hooks accept what a failed worker_init left half made. */
+        for (size_t done = i + 1; done-- > 0;)
+            if (stages[done]->worker_free != NULL)
+                stages[done]->worker_free(worker);
+        return -1;
+    }
+    return 0;
+}
+
+void pipeline_worker_free(struct worker *worker)
+{
+    for (size_t i = STAGE_COUNT; i-- > 0;)
+        if (stages[i]->worker_free != NULL)
+            stages[i]->worker_free(worker);
+}
+
+/* ---- a request's walk ----------------------------------------------------- */
 
 static void run_from(request_t *request)
 {
@@ -46,10 +92,16 @@ void pipeline_start(request_t *request)
     run_from(request);
 }
 
-void pipeline_start_from(request_t *request, const stage_t *stage)
+void pipeline_start_logged_only(request_t *request)
+{
+    request->next_stage = STAGES_LOGGING_ONLY;
+    request->stages_entered = STAGES_LOGGING_ONLY;
+}
+
+void pipeline_start_shadow(request_t *request)
 {
     request->next_stage = 0;
-    while (request->next_stage < STAGE_COUNT && stages[request->next_stage] != stage)
+    while (request->next_stage < STAGE_COUNT && stages[request->next_stage] != &stage_router)
         request->next_stage++;
     request->stages_entered = request->next_stage;
     run_from(request);
@@ -73,10 +125,44 @@ void pipeline_resume(request_t *request, stage_result_t result)
     pipeline_finish(request);
 }
 
+void pipeline_cancel(request_t *request)
+{
+    if (request->next_stage == 0 || request->next_stage > STAGE_COUNT)
+        return;
+    const stage_t *pending = stages[request->next_stage - 1];
+    if (pending->cancel != NULL)
+        pending->cancel(request);
+}
+
+void pipeline_response_data(request_t *request, response_piece_t *piece)
+{
+    for (size_t i = 0; i < request->stages_entered; i++)
+        if (stages[i]->on_response_data != NULL)
+            stages[i]->on_response_data(request, piece);
+}
+
 void pipeline_finish(request_t *request)
 {
     for (size_t i = request->stages_entered; i-- > 0;)
         if (stages[i]->on_complete != NULL)
             stages[i]->on_complete(request);
     request_free(request);
+}
+
+/* ---- log and metrics ------------------------------------------------------ */
+
+/* Every stage, entered or not, so a line has the same fields whether a
+ * request got far or was refused early (each hook handles its empty context). */
+void pipeline_log_fields(const request_t *request, buf_t *line)
+{
+    for (size_t i = 0; i < STAGE_COUNT; i++)
+        if (stages[i]->log_fields != NULL)
+            stages[i]->log_fields(request, line);
+}
+
+void pipeline_metrics_render(buf_t *out)
+{
+    for (size_t i = 0; i < STAGE_COUNT; i++)
+        if (stages[i]->metrics_render != NULL)
+            stages[i]->metrics_render(out);
 }

@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "sluice/anthropic_in.h"
-#include "sluice/upstream.h"
+#include "sluice/pipeline.h"
 #include "sluice/util/buf.h"
 #include "sluice/util/clock.h"
 #include "sluice/worker.h"
@@ -77,7 +77,7 @@ static void on_client_close(struct evhttp_connection *connection, void *argument
         evhttp_request_free(request->http);
     request->http = NULL;
     request->connection = NULL;
-    upstream_cancel(request); /* finishes and frees the request if a transfer was running */
+    pipeline_cancel(request); /* the pending stage stops its work; it may finish and free the request */
 }
 
 /* A zeroed request context: a spare one of the worker's, or a new one. */
@@ -196,6 +196,17 @@ void request_free(request_t *request)
         free(request);
 }
 
+const char *request_cache_outcome_name(cache_outcome_t outcome)
+{
+    switch (outcome) {
+    case CACHE_OUTCOME_HIT: return "hit";
+    case CACHE_OUTCOME_MISS: return "miss";
+    case CACHE_OUTCOME_NONE:
+    case CACHE_OUTCOME_SKIP: break;
+    }
+    return "skip";
+}
+
 const char *request_header(const request_t *request, const char *name)
 {
     if (request->http == NULL)
@@ -261,6 +272,12 @@ static void send_body(request_t *request, int status, const char *content_type, 
 
 void request_reply_json(request_t *request, int status, const char *body, size_t length)
 {
+    if (status >= 200 && status < 300) {
+        response_piece_t piece = {.data = body, .length = length, .is_stream = false};
+        pipeline_response_data(request, &piece);
+        body = piece.data;
+        length = piece.length;
+    }
     if (!request->is_anthropic_api || status < 200 || status >= 300) {
         send_body(request, status, "application/json", body, length);
         return;
@@ -378,6 +395,10 @@ static void stream_write_raw(request_t *request, const char *bytes, size_t lengt
 /* POST /v1/messages: OpenAI chunks are re-encoded as Anthropic events. */
 void request_stream_write(request_t *request, const char *bytes, size_t length)
 {
+    response_piece_t piece = {.data = bytes, .length = length, .is_stream = true};
+    pipeline_response_data(request, &piece);
+    bytes = piece.data;
+    length = piece.length;
     if (!request->is_anthropic_api) {
         stream_write_raw(request, bytes, length);
         return;

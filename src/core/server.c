@@ -13,8 +13,7 @@
 
 #include "sluice/access_log.h"
 #include "sluice/health.h"
-#include "sluice/budget.h"
-#include "sluice/limits.h"
+#include "sluice/pipeline.h"
 #include "sluice/log.h"
 #include "sluice/util/clock.h"
 
@@ -105,9 +104,8 @@ static void server_reload(server_t *server)
     config_t *old = server->config;
     server->config = next;
     pthread_mutex_unlock(&server->config_lock);
+    pipeline_reconfigure(old, next);
     config_unref(old); /* requests still using it keep it alive */
-    limits_reconfigure(next);
-    budget_reconfigure(next);
     log_info("config reloaded from %s: %zu providers, %zu models, %zu keys", server->config_path,
              next->provider_count, next->model_count, next->key_count);
 }
@@ -255,8 +253,7 @@ int server_run(const char *config_path, config_t *config)
         event_base_free(loop.base);
     config_unref(server.config);
     pthread_mutex_destroy(&server.config_lock);
-    limits_reset();
-    budget_reset();
+    pipeline_shutdown();
     log_info("sluice stopped");
     return exit_code;
 }

@@ -5,10 +5,9 @@
 #include <event2/http.h>
 #include <stdlib.h>
 
-#include "sluice/cache.h"
 #include "sluice/frontend.h"
 #include "sluice/latency.h"
-#include "sluice/limits_redis.h"
+#include "sluice/pipeline.h"
 #include "sluice/log.h"
 #include "sluice/metrics.h"
 #include "sluice/server.h"
@@ -66,14 +65,12 @@ int worker_init(worker_t *worker, struct server *server, int index, int listen_f
     worker->command_event = event_new(worker->base, -1, 0, worker_on_command, worker);
     if (worker->http == NULL || worker->pool == NULL || worker->metrics == NULL || worker->latency == NULL || worker->command_event == NULL)
         return -1;
-    if (cache_worker_init(worker) != 0)
-        return -1;
     config_t *config = server_config(server);
-    if (config->redis.is_configured && config->limits.is_shared &&
-        (worker->limits_redis = limits_redis_new(worker, &config->redis)) == NULL) {
+    if (pipeline_worker_init(worker, config) != 0) {
         config_unref(config);
         return -1;
     }
+    worker->has_stage_state = true;
     /* evhttp's own limit is a memory backstop above max_body_bytes: bodies in
      * between reach the parse stage, which answers with an OpenAI-shaped 413. */
     size_t backstop = config->server.max_body_bytes * 2 + (16u << 20);
@@ -111,9 +108,9 @@ void worker_free(worker_t *worker)
      * cancels their transfers while the pool still exists. */
     if (worker->http != NULL)
         evhttp_free(worker->http);
-    cache_worker_free(worker); /* its Redis connection lives on the loop: before the base goes */
-    limits_redis_free(worker->limits_redis);
-    worker->limits_redis = NULL;
+    if (worker->has_stage_state) /* Redis connections live on the loop: before the base goes */
+        pipeline_worker_free(worker);
+    worker->has_stage_state = false;
     upstream_pool_free(worker->pool);
     metrics_free(worker->metrics);
     latency_table_free(worker->latency);

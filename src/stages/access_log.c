@@ -10,8 +10,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "sluice/budget.h"
-#include "sluice/cache.h"
 #include "sluice/pipeline.h"
 #include "sluice/util/buf.h"
 #include "sluice/util/clock.h"
@@ -165,8 +163,7 @@ static void access_log_on_complete(request_t *request)
     add_string(&line, "fallback_reason", request->fallback_reasons.length ? request->fallback_reasons.data : NULL);
     add_string(&line, "error_type", request->error_type);
     add_string(&line, "error", request->error_message);
-    cache_log_fields(request, &line);
-    budget_log_fields(request, &line);
+    pipeline_log_fields(request, &line);
     APPEND_LITERAL(&line, "}\n");
     if (line.data != NULL) {
         ssize_t written = write(fd, line.data, line.length);

@@ -646,7 +646,7 @@ void budget_metrics_render(buf_t *out)
 
 void budget_log_fields(const request_t *request, buf_t *line)
 {
-    const budget_ticket_t *ticket = request->budget_ticket;
+    const budget_ticket_t *ticket = request->stage_context[STAGE_SLOT_BUDGET];
     if (ticket == NULL || ticket->refused_line < 0)
         return;
     const char *identity = ticket->lines[ticket->refused_line].identity;
@@ -740,7 +740,7 @@ static stage_result_t budget_on_request(request_t *request)
         request_add_header(request, "x-sluice-budget-unpriced", "true"); /* nothing reserved: see docs */
     int64_t now_s = (int64_t)time(NULL);
     bool is_admitted = budget_admit(ticket, now_s, estimate);
-    request->budget_ticket = ticket;
+    request->stage_context[STAGE_SLOT_BUDGET] = ticket;
     /* The tightest budget's headroom after this request's reservation. */
     const budget_line_t *tightest = &ticket->lines[0];
     for (size_t i = 1; i < ticket->line_count; i++) {
@@ -783,8 +783,7 @@ static stage_result_t budget_on_request(request_t *request)
  * went out but its cost is unknown (a stream cut short, no usage sent). */
 static int64_t actual_cost(const request_t *request, const budget_ticket_t *ticket)
 {
-    bool is_cache_hit = request->cache_outcome != NULL && strcmp(request->cache_outcome, "hit") == 0;
-    if (is_cache_hit || request->provider == NULL)
+    if (request->cache_outcome == CACHE_OUTCOME_HIT || request->provider == NULL)
         return 0;
     if (request->is_priced)
         return (int64_t)(request->cost_usd * BUDGET_NANO_PER_USD + 0.5);
@@ -864,7 +863,7 @@ static void webhook_post(const request_t *request, const budget_alert_t *alert)
 
 static void budget_on_complete(request_t *request)
 {
-    budget_ticket_t *ticket = request->budget_ticket;
+    budget_ticket_t *ticket = request->stage_context[STAGE_SLOT_BUDGET];
     if (ticket == NULL)
         return;
     budget_alert_t alerts[BUDGET_MAX_ALERTS];
@@ -873,4 +872,19 @@ static void budget_on_complete(request_t *request)
         webhook_post(request, &alerts[i]);
 }
 
-const stage_t stage_budget = {.name = "budget", .on_request = budget_on_request, .on_complete = budget_on_complete};
+static void budget_on_reconfigure(const config_t *old_config, const config_t *new_config)
+{
+    (void)old_config;
+    budget_reconfigure(new_config);
+}
+
+const stage_t stage_budget = {
+    .name = "budget",
+    .slot = STAGE_SLOT_BUDGET,
+    .reconfigure = budget_on_reconfigure,
+    .shutdown = budget_reset,
+    .on_request = budget_on_request,
+    .on_complete = budget_on_complete,
+    .log_fields = budget_log_fields,
+    .metrics_render = budget_metrics_render,
+};

@@ -26,7 +26,7 @@ static stage_result_t cache_exact_on_request(request_t *request)
         return STAGE_CONTINUE;
     if (state->is_exact_enabled && state->may_serve) {
         cache_found_t found;
-        int rc = cache_store_get_exact(request->worker->cache->store, state->key, wall_ms(), &request->arena, &found);
+        int rc = cache_store_get_exact(cache_worker_of(request->worker)->store, state->key, wall_ms(), &request->arena, &found);
         if (rc == 1) {
             cache_serve_hit(request, &found, "exact");
             return STAGE_RESPONDED;
@@ -37,5 +37,14 @@ static stage_result_t cache_exact_on_request(request_t *request)
     return STAGE_CONTINUE;
 }
 
-const stage_t stage_cache_exact = {.name = "cache_exact", .on_request = cache_exact_on_request,
-                                   .on_complete = cache_finish};
+const stage_t stage_cache_exact = {
+    .name = "cache_exact",
+    .slot = STAGE_SLOT_CACHE,
+    .worker_init = cache_worker_init,
+    .worker_free = cache_worker_free,
+    .on_request = cache_exact_on_request,
+    .on_response_data = cache_capture,
+    .on_complete = cache_finish,
+    .log_fields = cache_log_fields,
+    .metrics_render = cache_metrics_render,
+};

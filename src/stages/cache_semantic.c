@@ -28,10 +28,10 @@ static uint64_t wall_ms(void)
 /* Searches with the vector now in state; serves a hit or notes the miss. */
 static stage_result_t search(request_t *request)
 {
-    cache_request_t *state = request->cache;
+    cache_request_t *state = cache_request_of(request);
     if (state->vector != NULL && state->may_serve) {
         cache_found_t found;
-        int rc = cache_store_search(request->worker->cache->store, state->partition, state->vector, state->dim,
+        int rc = cache_store_search(cache_worker_of(request->worker)->store, state->partition, state->vector, state->dim,
                                     state->threshold, wall_ms(), &request->arena, &found);
         if (rc == 1) {
             cache_serve_hit(request, &found, "semantic");
@@ -45,7 +45,7 @@ static stage_result_t search(request_t *request)
 static void on_embedded(void *argument, const float *vector, int dim, const char *failure)
 {
     request_t *request = argument;
-    cache_request_t *state = request->cache;
+    cache_request_t *state = cache_request_of(request);
     state->embed_call = NULL;
     if (vector == NULL) {
         cache_count(CACHE_COUNT_EMBED_ERRORS);
@@ -68,8 +68,8 @@ static void on_embedded(void *argument, const float *vector, int dim, const char
 
 static stage_result_t cache_semantic_on_request(request_t *request)
 {
-    cache_request_t *state = request->cache;
-    if (state == NULL || request->cache_outcome != NULL)
+    cache_request_t *state = cache_request_of(request);
+    if (state == NULL || request->cache_outcome != CACHE_OUTCOME_NONE)
         return STAGE_CONTINUE; /* no policy, or the exact stage already decided */
     if (!state->is_semantic_enabled)
         return STAGE_CONTINUE;
@@ -101,5 +101,22 @@ static stage_result_t cache_semantic_on_request(request_t *request)
     return STAGE_PENDING;
 }
 
-const stage_t stage_cache_semantic = {.name = "cache_semantic", .on_request = cache_semantic_on_request,
-                                      .on_complete = NULL};
+/* The client went away during a provider embedding: stop it and end here. */
+static void cache_semantic_cancel(request_t *request)
+{
+    cache_request_t *state = cache_request_of(request);
+    if (state == NULL || state->embed_call == NULL)
+        return;
+    embed_call_cancel(state->embed_call);
+    state->embed_call = NULL;
+    request->status = 499;
+    request->error_type = "client_closed";
+    pipeline_resume(request, STAGE_RESPONDED);
+}
+
+const stage_t stage_cache_semantic = {
+    .name = "cache_semantic",
+    .slot = STAGE_SLOT_CACHE,
+    .on_request = cache_semantic_on_request,
+    .cancel = cache_semantic_cancel,
+};

@@ -361,7 +361,7 @@ static stage_result_t decide(request_t *request, bool is_admitted, limits_ticket
     add_headers(request, "requests", requests);
     add_headers(request, "tokens", tokens);
     if (is_admitted) {
-        request->limits_ticket = ticket;
+        request->stage_context[STAGE_SLOT_LIMITS] = ticket;
         return STAGE_CONTINUE;
     }
     /* Wait for every exceeded dimension, so a client retrying then gets in. */
@@ -399,8 +399,8 @@ static stage_result_t decide_locally(request_t *request, limits_ticket_t *ticket
 static void on_shared_decision(request_t *request, const limits_redis_reply_t *reply, limits_redis_outcome_t outcome)
 {
     (void)outcome;
-    limits_ticket_t *ticket = request->limits_ticket;
-    request->limits_ticket = NULL;
+    limits_ticket_t *ticket = request->stage_context[STAGE_SLOT_LIMITS];
+    request->stage_context[STAGE_SLOT_LIMITS] = NULL;
     stage_result_t result;
     if (reply == NULL) {
         result = decide_locally(request, ticket);
@@ -441,14 +441,14 @@ static stage_result_t limits_on_request(request_t *request)
         return STAGE_ERROR;
     memset(ticket, 0, sizeof *ticket);
     const config_t *config = request->config;
-    limits_redis_t *shared = request->worker != NULL ? request->worker->limits_redis : NULL;
+    limits_redis_t *shared = request->worker != NULL ? request->worker->stage_state[STAGE_SLOT_LIMITS] : NULL;
     if (shared != NULL && config->redis.is_configured && config->limits.is_shared) {
         /* The ticket rides on the request while pending (the callback takes it back). */
-        request->limits_ticket = ticket;
+        request->stage_context[STAGE_SLOT_LIMITS] = ticket;
         if (limits_redis_admit(shared, request, key, bucket_ms_for(config->limits.window_seconds),
                                estimate_tokens(request), config->limits.redis_timeout_ms, on_shared_decision) == 0)
             return STAGE_PENDING;
-        request->limits_ticket = NULL;
+        request->stage_context[STAGE_SLOT_LIMITS] = NULL;
     }
     return decide_locally(request, ticket);
 }
@@ -458,8 +458,7 @@ static stage_result_t limits_on_request(request_t *request)
  * but its usage is unknown (a stream cut short, a provider that sent none). */
 static long consumed_tokens(const request_t *request, const limits_ticket_t *ticket)
 {
-    bool is_cache_hit = request->cache_outcome != NULL && strcmp(request->cache_outcome, "hit") == 0;
-    if (is_cache_hit || request->provider == NULL)
+    if (request->cache_outcome == CACHE_OUTCOME_HIT || request->provider == NULL)
         return 0;
     if (request->usage.is_known)
         return request->usage.prompt_tokens + request->usage.completion_tokens;
@@ -469,11 +468,11 @@ static long consumed_tokens(const request_t *request, const limits_ticket_t *tic
 
 static void limits_on_complete(request_t *request)
 {
-    const limits_ticket_t *ticket = request->limits_ticket;
+    const limits_ticket_t *ticket = request->stage_context[STAGE_SLOT_LIMITS];
     if (ticket == NULL)
         return;
     if (ticket->is_shared) {
-        limits_redis_record(request->worker->limits_redis, request->key->name,
+        limits_redis_record(request->worker->stage_state[STAGE_SLOT_LIMITS], request->key->name,
                             bucket_ms_for(request->config->limits.window_seconds), ticket->bucket, 0,
                             (long)ticket->reserved_tokens, consumed_tokens(request, ticket));
         return;
@@ -482,4 +481,39 @@ static void limits_on_complete(request_t *request)
                   consumed_tokens(request, ticket));
 }
 
-const stage_t stage_limits = {.name = "limits", .on_request = limits_on_request, .on_complete = limits_on_complete};
+/* ---- the stage's other hooks ------------------------------------------------ */
+
+static void limits_on_reconfigure(const config_t *old_config, const config_t *new_config)
+{
+    (void)old_config;
+    limits_reconfigure(new_config);
+}
+
+/* With limits shared through Redis, each worker keeps its own connection. */
+static int limits_worker_init(worker_t *worker, const config_t *config)
+{
+    if (!config->redis.is_configured || !config->limits.is_shared)
+        return 0;
+    worker->stage_state[STAGE_SLOT_LIMITS] = limits_redis_new(worker, &config->redis);
+    return worker->stage_state[STAGE_SLOT_LIMITS] != NULL ? 0 : -1;
+}
+
+static void limits_worker_free(worker_t *worker)
+{
+    limits_redis_free(worker->stage_state[STAGE_SLOT_LIMITS]);
+    worker->stage_state[STAGE_SLOT_LIMITS] = NULL;
+}
+
+static void limits_metrics_render(buf_t *out) { (void)limits_redis_metrics_render(out); }
+
+const stage_t stage_limits = {
+    .name = "limits",
+    .slot = STAGE_SLOT_LIMITS,
+    .reconfigure = limits_on_reconfigure,
+    .shutdown = limits_reset,
+    .worker_init = limits_worker_init,
+    .worker_free = limits_worker_free,
+    .on_request = limits_on_request,
+    .on_complete = limits_on_complete,
+    .metrics_render = limits_metrics_render,
+};

@@ -12,9 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sluice/budget.h"
-#include "sluice/cache.h"
-#include "sluice/limits_redis.h"
 #include "sluice/pipeline.h"
 #include "sluice/server.h"
 #include "sluice/util/clock.h"
@@ -266,8 +263,6 @@ int metrics_render(struct server *server, buf_t *out)
     for (size_t i = 0; i < total->count; i++)
         render_histogram(out, "sluice_time_to_first_byte_seconds", &total->series[i], &total->series[i].ttfb);
     metrics_free(total);
-    cache_metrics_render(out);
-    budget_metrics_render(out);
-    limits_redis_metrics_render(out);
+    pipeline_metrics_render(out);
     return out->data ? 0 : -1;
 }

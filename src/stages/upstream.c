@@ -135,7 +135,7 @@ static void add_route_headers(request_t *request)
     snprintf(attempts, sizeof attempts, "%d", request->attempt_count);
     request_add_header(request, "x-sluice-provider", request->provider->name);
     request_add_header(request, "x-sluice-model", request->upstream_model);
-    request_add_header(request, "x-sluice-cache", request->cache_outcome ? request->cache_outcome : "skip");
+    request_add_header(request, "x-sluice-cache", request_cache_outcome_name(request->cache_outcome));
     request_add_header(request, "x-sluice-attempts", attempts);
     if (request->fallback_reasons.length)
         request_add_header(request, "x-sluice-fallback-reason", request->fallback_reasons.data);
@@ -146,20 +146,6 @@ static void add_route_headers(request_t *request)
 }
 
 /* ---- relaying the reply ---------------------------------------------------- */
-
-enum { MAX_CAPTURE_BYTES = 4 << 20 };
-
-/* The cache admits an answer after the request completes, from a copy of the
- * bytes the client was sent (JSON or OpenAI SSE); it asks for the copy by
- * setting request->answer_capture. */
-static void capture_answer(request_t *request, const char *bytes, size_t length)
-{
-    buf_t *capture = request->answer_capture;
-    if (capture == NULL || length == 0 || request->is_answer_capture_broken)
-        return;
-    if (capture->length + length > MAX_CAPTURE_BYTES || buf_append(capture, bytes, length) != 0)
-        request->is_answer_capture_broken = true;
-}
 
 /* Notes what an adapter said about the stream; returns -1 to abort it. */
 static int note_stream_result(upstream_transfer_t *transfer, int result)
@@ -204,7 +190,6 @@ static void end_stream_decoding(upstream_transfer_t *transfer)
 static void flush_stream(upstream_transfer_t *transfer)
 {
     if (transfer->out.length > 0) {
-        capture_answer(transfer->request, transfer->out.data, transfer->out.length);
         request_stream_write(transfer->request, transfer->out.data, transfer->out.length);
         buf_clear(&transfer->out);
     }
@@ -387,7 +372,6 @@ static void reply_synthesized_stream(request_t *request, const json_t *response)
         json_object_get(json_object_get(request->body, "stream_options"), "include_usage"));
     openai_chunk_end(&writer, request, &out);
     request_stream_start(request);
-    capture_answer(request, out.data, out.length);
     request_stream_write(request, out.data, out.length);
     request_stream_end(request);
     buf_free(&out);
@@ -439,7 +423,6 @@ static bool accept_answer(upstream_transfer_t *transfer)
     if (request->wants_synthesized_stream && response != NULL)
         reply_synthesized_stream(request, response);
     else {
-        capture_answer(request, body->data, body->length);
         request_reply_json(request, 200, body->data ? body->data : "", body->length);
     }
     json_decref(response);
@@ -721,9 +704,14 @@ static void start_shadow(request_t *request)
         log_warn("cannot start shadow request for %s", request->id);
         return;
     }
-    pipeline_start_from(shadow, &stage_router);
+    pipeline_start_shadow(shadow);
 }
 
 static stage_result_t upstream_on_request(request_t *request) { return start_next_attempt(request); }
 
-const stage_t stage_upstream = {.name = "upstream", .on_request = upstream_on_request, .on_complete = NULL};
+const stage_t stage_upstream = {
+    .name = "upstream",
+    .slot = STAGE_SLOT_UPSTREAM,
+    .on_request = upstream_on_request,
+    .cancel = upstream_cancel,
+};
