@@ -163,6 +163,10 @@ void request_add_header(request_t *request, const char *name, const char *value)
 void request_stream_start(request_t *request);
 void request_stream_write(request_t *request, const char *bytes, size_t length);
 void request_stream_end(request_t *request);
+/* The endpoint as the log and the metrics name it: "chat.completions", ... */
+const char *request_endpoint_name(endpoint_t endpoint);
+/* The outcome of a request whose client went away before its answer: 499. */
+void request_note_client_gone(request_t *request);
 /* "skip", "miss" or "hit", as the x-sluice-cache header says it. */
 const char *request_cache_outcome_name(cache_outcome_t outcome);
 /* Reads a request header, NULL when absent or when the client has gone. */

@@ -43,12 +43,6 @@ static atomic_uint_least64_t lookup_count;
 
 void cache_count(cache_count_t kind) { atomic_fetch_add_explicit(&counters[kind], 1, memory_order_relaxed); }
 
-static uint64_t wall_ms(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    return (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
-}
 
 /* ---- policy ---------------------------------------------------------------- */
 
@@ -673,7 +667,7 @@ static json_t *stored_completion(request_t *request, cache_request_t *state)
 /* Stores text (malloc'd, taken) under the request's key, locally and in Redis. */
 static void admit_text(request_t *request, cache_request_t *state, char *text)
 {
-    uint64_t now = wall_ms();
+    uint64_t now = clock_wall_ms();
     cache_record_t record = {
         .partition = state->vector ? state->partition : 0,
         .vector = state->is_semantic_enabled ? state->vector : NULL,

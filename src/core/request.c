@@ -196,6 +196,24 @@ void request_free(request_t *request)
         free(request);
 }
 
+const char *request_endpoint_name(endpoint_t endpoint)
+{
+    switch (endpoint) {
+    case ENDPOINT_CHAT_COMPLETIONS: return "chat.completions";
+    case ENDPOINT_COMPLETIONS: return "completions";
+    case ENDPOINT_EMBEDDINGS: return "embeddings";
+    case ENDPOINT_MODELS: return "models";
+    case ENDPOINT_NONE: return "none";
+    }
+    return "unknown";
+}
+
+void request_note_client_gone(request_t *request)
+{
+    request->status = 499;
+    request->error_type = "client_closed";
+}
+
 const char *request_cache_outcome_name(cache_outcome_t outcome)
 {
     switch (outcome) {

@@ -72,18 +72,6 @@ static void add_milliseconds(buf_t *line, uint64_t microseconds)
     buf_append(line, fraction, 3);
 }
 
-static const char *endpoint_name(endpoint_t endpoint)
-{
-    switch (endpoint) {
-    case ENDPOINT_CHAT_COMPLETIONS: return "chat.completions";
-    case ENDPOINT_COMPLETIONS: return "completions";
-    case ENDPOINT_EMBEDDINGS: return "embeddings";
-    case ENDPOINT_MODELS: return "models";
-    case ENDPOINT_NONE: return "none";
-    }
-    return "unknown";
-}
-
 static void access_log_on_complete(request_t *request)
 {
     int fd = atomic_load(&log_fd);
@@ -100,7 +88,7 @@ static void access_log_on_complete(request_t *request)
     APPEND_LITERAL(&line, "\",\"time\":\"");
     buf_append_str(&line, time_text);
     buf_append_char(&line, '"');
-    add_string(&line, "endpoint", request->is_anthropic_api ? "messages" : endpoint_name(request->endpoint));
+    add_string(&line, "endpoint", request->is_anthropic_api ? "messages" : request_endpoint_name(request->endpoint));
     add_string(&line, "key", request->key ? request->key->name : NULL);
     add_string(&line, "team", request->key ? request->key->team : NULL);
     add_string(&line, "user", request->user);

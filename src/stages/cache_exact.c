@@ -12,12 +12,6 @@
 
 #include <time.h>
 
-static uint64_t wall_ms(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    return (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
-}
 
 static stage_result_t cache_exact_on_request(request_t *request)
 {
@@ -26,7 +20,7 @@ static stage_result_t cache_exact_on_request(request_t *request)
         return STAGE_CONTINUE;
     if (state->is_exact_enabled && state->may_serve) {
         cache_found_t found;
-        int rc = cache_store_get_exact(cache_worker_of(request->worker)->store, state->key, wall_ms(), &request->arena, &found);
+        int rc = cache_store_get_exact(cache_worker_of(request->worker)->store, state->key, clock_wall_ms(), &request->arena, &found);
         if (rc == 1) {
             cache_serve_hit(request, &found, "exact");
             return STAGE_RESPONDED;

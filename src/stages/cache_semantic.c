@@ -16,14 +16,9 @@
 #include "sluice/embed.h"
 #include "sluice/log.h"
 #include "sluice/pipeline.h"
+#include "sluice/util/clock.h"
 #include "sluice/worker.h"
 
-static uint64_t wall_ms(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    return (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
-}
 
 /* Searches with the vector now in state; serves a hit or notes the miss. */
 static stage_result_t search(request_t *request)
@@ -32,7 +27,7 @@ static stage_result_t search(request_t *request)
     if (state->vector != NULL && state->may_serve) {
         cache_found_t found;
         int rc = cache_store_search(cache_worker_of(request->worker)->store, state->partition, state->vector, state->dim,
-                                    state->threshold, wall_ms(), &request->arena, &found);
+                                    state->threshold, clock_wall_ms(), &request->arena, &found);
         if (rc == 1) {
             cache_serve_hit(request, &found, "semantic");
             return STAGE_RESPONDED;
@@ -58,8 +53,7 @@ static void on_embedded(void *argument, const float *vector, int dim, const char
             state->vector = NULL; /* the index needs a multiple of 32 */
     }
     if (request->is_client_gone) {
-        request->status = 499;
-        request->error_type = "client_closed";
+        request_note_client_gone(request);
         pipeline_resume(request, STAGE_RESPONDED);
         return;
     }
@@ -109,8 +103,7 @@ static void cache_semantic_cancel(request_t *request)
         return;
     embed_call_cancel(state->embed_call);
     state->embed_call = NULL;
-    request->status = 499;
-    request->error_type = "client_closed";
+    request_note_client_gone(request);
     pipeline_resume(request, STAGE_RESPONDED);
 }
 

@@ -422,10 +422,8 @@ static void on_shared_decision(request_t *request, const limits_redis_reply_t *r
     }
     if (request->is_client_gone) {
         /* Gone while we waited: nothing goes upstream; the completion gives back the reservation. */
-        if (result == STAGE_CONTINUE) {
-            request->status = 499;
-            request->error_type = "client_closed";
-        }
+        if (result == STAGE_CONTINUE)
+            request_note_client_gone(request);
         result = STAGE_RESPONDED;
     }
     pipeline_resume(request, result);

@@ -122,18 +122,6 @@ static void histogram_merge(histogram_t *into, const histogram_t *from)
     into->sum += from->sum;
 }
 
-static const char *endpoint_label(endpoint_t endpoint)
-{
-    switch (endpoint) {
-    case ENDPOINT_CHAT_COMPLETIONS: return "chat.completions";
-    case ENDPOINT_COMPLETIONS: return "completions";
-    case ENDPOINT_EMBEDDINGS: return "embeddings";
-    case ENDPOINT_MODELS: return "models";
-    case ENDPOINT_NONE: return "none";
-    }
-    return "unknown";
-}
-
 static void metrics_on_complete(request_t *request)
 {
     metrics_t *metrics = request->worker->metrics;
@@ -143,7 +131,7 @@ static void metrics_on_complete(request_t *request)
     /* Only configured names become labels: anything a client makes up is "_other". */
     const char *model = request->provider != NULL ? request->model : request->model ? "_other" : "";
     pthread_mutex_lock(&metrics->lock);
-    series_t *series = series_for(metrics, request->is_anthropic_api ? "messages" : endpoint_label(request->endpoint), model,
+    series_t *series = series_for(metrics, request->is_anthropic_api ? "messages" : request_endpoint_name(request->endpoint), model,
                                   request->provider ? request->provider->name : "", request->status);
     if (series != NULL) {
         series->requests++;

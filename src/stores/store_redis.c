@@ -27,6 +27,7 @@
 #include "sluice/cache.h"
 #include "sluice/log.h"
 #include "sluice/util/buf.h"
+#include "sluice/util/clock.h"
 #include "sluice/util/crypto.h"
 #include "sluice/worker.h"
 
@@ -60,12 +61,6 @@ struct store_redis {
 
 bool store_redis_is_in_step(void) { return atomic_load(&is_in_step); }
 
-static uint64_t wall_ms(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    return (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
-}
 
 static char origin_text[24];
 
@@ -153,7 +148,7 @@ static void apply_entry(store_redis_t *redis, const json_t *entry)
 {
     cache_record_t record;
     float *vector = NULL;
-    uint64_t now = wall_ms();
+    uint64_t now = clock_wall_ms();
     if (store_redis_decode(entry, &record, &vector) != 0) {
         log_warn("cache: ignoring a malformed entry from redis");
     } else if (record.exact_expires_ms > now || record.semantic_expires_ms > now) {
