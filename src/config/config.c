@@ -1,10 +1,14 @@
 /* config.c — YAML configuration: load, interpolate, validate, snapshot.
  *
  * The file is parsed with libyaml's document API so every node keeps its
- * line number; each section has one function that owns its keys, checks
- * their types and ranges, and rejects keys it does not know, so a typo is an
- * error that names the line rather than a silently ignored setting. The
- * result is an immutable, reference-counted config_t. */
+ * line number. The sections are one table (sections[], parsed in passes
+ * because later sections name what earlier ones define); each section owns
+ * its keys, most of them as a table of directives (config_directives.c) that
+ * checks types and ranges and rejects keys it does not know, so a typo is an
+ * error that names the line rather than a silently ignored setting. Here:
+ * server, providers, pricing, keys, logging and limits; config_routing.c,
+ * config_cache.c and config_budget.c hold the others. The result is a
+ * reference-counted config_t, read-only once loaded. */
 #include "sluice/config.h"
 
 #include <errno.h>
@@ -21,10 +25,6 @@
 #include "sluice/provider.h"
 #include "sluice/util/crypto.h"
 #include "config_loader.h"
-
-/* Sections later issues define; accepted (with a warning) so a config written
- * for a newer build still loads here with those features off. */
-static const char *const reserved_sections[] = {"guardrails", "mcp", "admin", "metrics", "tracing", NULL};
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -210,64 +210,55 @@ static bool is_auto(loader_t *loader, const yaml_node_t *node)
     return result;
 }
 
-static int parse_server(loader_t *loader, yaml_node_t *node)
+static int parse_listen_directive(loader_t *loader, yaml_node_t *value, const char *path, void *section)
 {
-    static const char *const keys[] = {"listen", "workers", "max_body_bytes", "max_json_depth", "drain_timeout_ms",
-                                       NULL};
-    server_config_t *server = &loader->config->server;
-    if (loader_expect_type(loader, node, YAML_MAPPING_NODE, "server") || loader_check_keys(loader, node, "server", keys))
-        return -1;
-    FOR_EACH_PAIR(node, pair)
-    {
-        const char *key = loader_key(loader, pair);
-        yaml_node_t *value = loader_node(loader, pair->value);
-        long number = 0;
-        if (strcmp(key, "listen") == 0) {
-            free(server->listen_host);
-            server->listen_host = NULL;
-            if (parse_listen(loader, value, server) != 0)
-                return -1;
-        } else if (strcmp(key, "workers") == 0) {
-            if (is_auto(loader, value))
-                server->workers = 0;
-            else if (loader_long(loader, value, "server.workers", 1, 256, &number) == 0)
-                server->workers = (int)number;
-            else
-                return -1;
-        } else if (strcmp(key, "max_body_bytes") == 0) {
-            if (loader_long(loader, value, "server.max_body_bytes", 1, 1L << 30, &number) != 0)
-                return -1;
-            server->max_body_bytes = (size_t)number;
-        } else if (strcmp(key, "max_json_depth") == 0) {
-            if (loader_long(loader, value, "server.max_json_depth", 2, 1000, &number) != 0)
-                return -1;
-            server->max_json_depth = (int)number;
-        } else if (strcmp(key, "drain_timeout_ms") == 0) {
-            if (loader_long(loader, value, "server.drain_timeout_ms", 0, 3600000, &server->drain_timeout_ms) != 0)
-                return -1;
-        }
+    (void)path;
+    server_config_t *server = section;
+    free(server->listen_host);
+    server->listen_host = NULL;
+    return parse_listen(loader, value, server);
+}
+
+/* workers: a count, or auto (one per core). */
+static int parse_workers(loader_t *loader, yaml_node_t *value, const char *path, void *section)
+{
+    server_config_t *server = section;
+    long number = 0;
+    if (is_auto(loader, value)) {
+        server->workers = 0;
+        return 0;
     }
+    if (loader_long(loader, value, path, 1, 256, &number) != 0)
+        return -1;
+    server->workers = (int)number;
     return 0;
 }
 
+static const config_directive_t server_directives[] = {
+    DIRECTIVE_PARSE("listen", parse_listen_directive),
+    DIRECTIVE_PARSE("workers", parse_workers),
+    DIRECTIVE_NUMBER("max_body_bytes", DIRECTIVE_SIZE, server_config_t, max_body_bytes, 1, 1L << 30),
+    DIRECTIVE_NUMBER("max_json_depth", DIRECTIVE_INT, server_config_t, max_json_depth, 2, 1000),
+    DIRECTIVE_NUMBER("drain_timeout_ms", DIRECTIVE_LONG, server_config_t, drain_timeout_ms, 0, 3600000),
+    {0},
+};
+
+static int parse_server(loader_t *loader, yaml_node_t *node)
+{
+    return loader_directives(loader, node, "server", server_directives, &loader->config->server);
+}
+
+static const config_directive_t timeout_directives[] = {
+    DIRECTIVE_NUMBER("connect_ms", DIRECTIVE_LONG, provider_timeouts_t, connect_ms, 1, 86400000),
+    DIRECTIVE_NUMBER("first_byte_ms", DIRECTIVE_LONG, provider_timeouts_t, first_byte_ms, 1, 86400000),
+    DIRECTIVE_NUMBER("idle_ms", DIRECTIVE_LONG, provider_timeouts_t, idle_ms, 1, 86400000),
+    DIRECTIVE_NUMBER("total_ms", DIRECTIVE_LONG, provider_timeouts_t, total_ms, 1, 86400000),
+    {0},
+};
+
 int loader_timeouts(loader_t *loader, yaml_node_t *node, const char *path, provider_timeouts_t *timeouts)
 {
-    static const char *const keys[] = {"connect_ms", "first_byte_ms", "idle_ms", "total_ms", NULL};
-    if (loader_expect_type(loader, node, YAML_MAPPING_NODE, path) || loader_check_keys(loader, node, path, keys))
-        return -1;
-    FOR_EACH_PAIR(node, pair)
-    {
-        const char *key = loader_key(loader, pair);
-        long *slot = strcmp(key, "connect_ms") == 0      ? &timeouts->connect_ms
-                     : strcmp(key, "first_byte_ms") == 0 ? &timeouts->first_byte_ms
-                     : strcmp(key, "idle_ms") == 0       ? &timeouts->idle_ms
-                                                         : &timeouts->total_ms;
-        char item_path[CONFIG_PATH_LENGTH];
-        snprintf(item_path, sizeof item_path, "%s.%s", path, key);
-        if (loader_long(loader, loader_node(loader, pair->value), item_path, 1, 86400000, slot) != 0)
-            return -1;
-    }
-    return 0;
+    return loader_directives(loader, node, path, timeout_directives, timeouts);
 }
 
 static int parse_provider_headers(loader_t *loader, yaml_node_t *node, const char *path, provider_config_t *provider)
@@ -397,60 +388,33 @@ static int apply_provider_defaults(loader_t *loader, yaml_node_t *node, const ch
     return 0;
 }
 
+static const config_directive_t breaker_directives[] = {
+    DIRECTIVE_NUMBER("failures", DIRECTIVE_INT, breaker_config_t, failures, 0, 1000000),
+    DIRECTIVE_FIELD("error_rate", DIRECTIVE_DOUBLE, breaker_config_t, error_rate),
+    DIRECTIVE_NUMBER("min_requests", DIRECTIVE_INT, breaker_config_t, min_requests, 0, 1000000),
+    DIRECTIVE_NUMBER("window_ms", DIRECTIVE_LONG, breaker_config_t, window_ms, 1, 86400000),
+    DIRECTIVE_NUMBER("cooldown_ms", DIRECTIVE_LONG, breaker_config_t, cooldown_ms, 1, 86400000),
+    DIRECTIVE_NUMBER("half_open_requests", DIRECTIVE_INT, breaker_config_t, half_open_requests, 0, 1000000),
+    {0},
+};
+
 static int parse_breaker(loader_t *loader, yaml_node_t *node, const char *path, breaker_config_t *breaker)
 {
-    static const char *const keys[] = {"failures", "error_rate", "min_requests", "window_ms", "cooldown_ms",
-                                       "half_open_requests", NULL};
-    if (loader_expect_type(loader, node, YAML_MAPPING_NODE, path) || loader_check_keys(loader, node, path, keys))
-        return -1;
-    FOR_EACH_PAIR(node, pair)
-    {
-        const char *key = loader_key(loader, pair);
-        yaml_node_t *value = loader_node(loader, pair->value);
-        char item_path[CONFIG_PATH_LENGTH];
-        snprintf(item_path, sizeof item_path, "%s.%s", path, key);
-        long number = 0;
-        int rc;
-        if (strcmp(key, "error_rate") == 0) {
-            rc = loader_double(loader, value, item_path, &breaker->error_rate);
-        } else if (strcmp(key, "window_ms") == 0 || strcmp(key, "cooldown_ms") == 0) {
-            rc = loader_long(loader, value, item_path, 1, 86400000,
-                             key[0] == 'w' ? &breaker->window_ms : &breaker->cooldown_ms);
-        } else {
-            rc = loader_long(loader, value, item_path, 0, 1000000, &number);
-            *(strcmp(key, "failures") == 0       ? &breaker->failures
-              : strcmp(key, "min_requests") == 0 ? &breaker->min_requests
-                                                 : &breaker->half_open_requests) = (int)number;
-        }
-        if (rc != 0)
-            return -1;
-    }
-    return 0;
+    return loader_directives(loader, node, path, breaker_directives, breaker);
 }
+
+static const config_directive_t health_check_directives[] = {
+    DIRECTIVE_NUMBER("interval_ms", DIRECTIVE_LONG, health_check_config_t, interval_ms, 10, 86400000),
+    DIRECTIVE_NUMBER("timeout_ms", DIRECTIVE_LONG, health_check_config_t, timeout_ms, 10, 86400000),
+    DIRECTIVE_FIELD("path", DIRECTIVE_STRING, health_check_config_t, path),
+    {0},
+};
 
 static int parse_health_check(loader_t *loader, yaml_node_t *node, const char *path, health_check_config_t *health)
 {
-    static const char *const keys[] = {"interval_ms", "timeout_ms", "path", NULL};
-    if (loader_expect_type(loader, node, YAML_MAPPING_NODE, path) || loader_check_keys(loader, node, path, keys))
-        return -1;
     health->interval_ms = 10000;
-    FOR_EACH_PAIR(node, pair)
-    {
-        const char *key = loader_key(loader, pair);
-        yaml_node_t *value = loader_node(loader, pair->value);
-        char item_path[CONFIG_PATH_LENGTH];
-        snprintf(item_path, sizeof item_path, "%s.%s", path, key);
-        int rc;
-        if (strcmp(key, "path") == 0) {
-            free(health->path);
-            rc = (health->path = loader_string(loader, value, item_path)) ? 0 : -1;
-        } else {
-            rc = loader_long(loader, value, item_path, 10, 86400000,
-                             key[0] == 'i' ? &health->interval_ms : &health->timeout_ms);
-        }
-        if (rc != 0)
-            return -1;
-    }
+    if (loader_directives(loader, node, path, health_check_directives, health) != 0)
+        return -1;
     if (health->path == NULL && (health->path = strdup("/models")) == NULL)
         return -1;
     return 0;
@@ -573,21 +537,19 @@ static int parse_provider(loader_t *loader, const char *name, yaml_node_t *node,
     return 0;
 }
 
+static int parse_provider_entry(loader_t *loader, const char *name, yaml_node_t *node, void *entry)
+{
+    return parse_provider(loader, name, node, entry);
+}
+
 static int parse_providers(loader_t *loader, yaml_node_t *node)
 {
     config_t *config = loader->config;
-    if (loader_expect_type(loader, node, YAML_MAPPING_NODE, "providers") || loader_check_keys(loader, node, "providers", NULL))
+    if (loader_expect_entries(loader, node, "providers") != 0 ||
+        (config->providers = calloc((size_t)loader_count(node) + 1, sizeof *config->providers)) == NULL)
         return -1;
-    config->providers = calloc((size_t)loader_count(node) + 1, sizeof *config->providers);
-    if (config->providers == NULL)
-        return -1;
-    FOR_EACH_PAIR(node, pair)
-    {
-        provider_config_t *provider = &config->providers[config->provider_count++];
-        if (parse_provider(loader, loader_key(loader, pair), loader_node(loader, pair->value), provider) != 0)
-            return -1;
-    }
-    return 0;
+    return loader_parse_entries(loader, node, config->providers, sizeof *config->providers, &config->provider_count,
+                                parse_provider_entry);
 }
 
 static int parse_pricing(loader_t *loader, yaml_node_t *node)
@@ -756,127 +718,116 @@ static int parse_keys(loader_t *loader, yaml_node_t *node)
     return 0;
 }
 
-static int parse_logging(loader_t *loader, yaml_node_t *node)
+static int parse_log_level(loader_t *loader, yaml_node_t *value, const char *path, void *section)
 {
-    static const char *const keys[] = {"access_log", "level", NULL};
-    logging_config_t *logging = &loader->config->logging;
-    if (loader_expect_type(loader, node, YAML_MAPPING_NODE, "logging") || loader_check_keys(loader, node, "logging", keys))
+    logging_config_t *logging = section;
+    free(logging->level);
+    if ((logging->level = loader_string(loader, value, path)) == NULL)
         return -1;
-    FOR_EACH_PAIR(node, pair)
-    {
-        yaml_node_t *value = loader_node(loader, pair->value);
-        if (strcmp(loader_key(loader, pair), "access_log") == 0) {
-            free(logging->access_log);
-            if ((logging->access_log = loader_string(loader, value, "logging.access_log")) == NULL)
-                return -1;
-        } else {
-            free(logging->level);
-            if ((logging->level = loader_string(loader, value, "logging.level")) == NULL)
-                return -1;
-            log_level_t level;
-            if (log_level_parse(logging->level, &level) != 0) {
-                loader_fail(loader, value, "logging.level", "must be debug, info, warn or error");
-                return -1;
-            }
-        }
+    log_level_t level;
+    if (log_level_parse(logging->level, &level) != 0) {
+        loader_fail(loader, value, path, "must be debug, info, warn or error");
+        return -1;
     }
     return 0;
+}
+
+static const config_directive_t logging_directives[] = {
+    DIRECTIVE_FIELD("access_log", DIRECTIVE_STRING, logging_config_t, access_log),
+    DIRECTIVE_PARSE("level", parse_log_level),
+    {0},
+};
+
+static int parse_logging(loader_t *loader, yaml_node_t *node)
+{
+    return loader_directives(loader, node, "logging", logging_directives, &loader->config->logging);
 }
 
 /* limits: { window_seconds: N } — the window rpm and tpm count over. Anything
  * but 60 is for tests (docs/configuration.md). */
+static const config_directive_t limits_directives[] = {
+    DIRECTIVE_NUMBER("window_seconds", DIRECTIVE_LONG, limits_config_t, window_seconds, 1, 3600),
+    DIRECTIVE_FIELD("shared", DIRECTIVE_BOOL, limits_config_t, is_shared),
+    DIRECTIVE_NUMBER("redis_timeout_ms", DIRECTIVE_LONG, limits_config_t, redis_timeout_ms, 1, 10000),
+    {0},
+};
+
 static int parse_limits(loader_t *loader, yaml_node_t *node)
 {
-    static const char *const keys[] = {"window_seconds", "shared", "redis_timeout_ms", NULL};
-    if (loader_expect_type(loader, node, YAML_MAPPING_NODE, "limits") || loader_check_keys(loader, node, "limits", keys))
-        return -1;
-    limits_config_t *limits = &loader->config->limits;
-    yaml_node_t *value = loader_child_or_self(loader, node, "window_seconds");
-    if (value != node && loader_long(loader, value, "limits.window_seconds", 1, 3600, &limits->window_seconds) != 0)
-        return -1;
-    value = loader_child_or_self(loader, node, "shared");
-    if (value != node && loader_bool(loader, value, "limits.shared", &limits->is_shared) != 0)
-        return -1;
-    value = loader_child_or_self(loader, node, "redis_timeout_ms");
-    if (value != node && loader_long(loader, value, "limits.redis_timeout_ms", 1, 10000, &limits->redis_timeout_ms) != 0)
-        return -1;
-    return 0;
+    return loader_directives(loader, node, "limits", limits_directives, &loader->config->limits);
+}
+
+/* The sections, as nginx lists a module's commands. Sections are parsed in
+ * passes because later ones refer to earlier ones: models and pricing name
+ * providers; keys, routes, experiments, cache, teams and budgets name models.
+ * Pass 0 marks sections a later build defines: accepted with a warning, so a
+ * config written for a newer build still loads with those features off. */
+typedef struct config_section {
+    const char *name;
+    int pass;
+    int (*parse)(loader_t *loader, yaml_node_t *node);
+} config_section_t;
+
+static const config_section_t sections[] = {
+    {"server", 1, parse_server},
+    {"providers", 1, parse_providers},
+    {"logging", 1, parse_logging},
+    {"redis", 1, config_cache_parse_redis},
+    {"limits", 1, parse_limits},
+    {"alerts", 1, config_budget_parse_alerts},
+    {"models", 2, config_routing_parse_models},
+    {"pricing", 2, parse_pricing},
+    {"keys", 3, parse_keys},
+    {"routes", 3, config_routing_parse_routes},
+    {"experiments", 3, config_routing_parse_experiments},
+    {"cache", 3, config_cache_parse},
+    {"teams", 3, config_budget_parse_teams},
+    {"budgets", 3, config_budget_parse_list},
+    {"guardrails", 0, NULL},
+    {"mcp", 0, NULL},
+    {"admin", 0, NULL},
+    {"metrics", 0, NULL},
+    {"tracing", 0, NULL},
+};
+enum { SECTION_COUNT = sizeof sections / sizeof sections[0], SECTION_PASSES = 3 };
+
+static const config_section_t *find_section(const char *name)
+{
+    for (size_t i = 0; i < SECTION_COUNT; i++)
+        if (strcmp(sections[i].name, name) == 0)
+            return &sections[i];
+    return NULL;
 }
 
 static int parse_root(loader_t *loader, yaml_node_t *root)
 {
-    static const char *const sections[] = {"server",  "providers", "models",  "pricing", "keys",
-                                           "logging", "teams",     "cache",   "redis",   "routes",
-                                           "budgets", "guardrails", "mcp",    "admin",   "metrics",
-                                           "tracing", "experiments", "limits", "alerts", NULL};
+    const char *names[SECTION_COUNT + 1];
+    for (size_t i = 0; i < SECTION_COUNT; i++)
+        names[i] = sections[i].name;
+    names[SECTION_COUNT] = NULL;
     if (root == NULL || root->type != YAML_MAPPING_NODE) {
         loader_fail(loader, root, "(root)", "the file must be a YAML mapping with server, providers and models");
         return -1;
     }
-    if (loader_check_keys(loader, root, "(root)", sections) != 0)
+    if (loader_check_keys(loader, root, "(root)", names) != 0)
         return -1;
-    int has_providers = 0, has_models = 0;
-    FOR_EACH_PAIR(root, pair)
-    {
-        const char *section = loader_key(loader, pair);
-        yaml_node_t *value = loader_node(loader, pair->value);
-        int rc = 0;
-        if (strcmp(section, "server") == 0)
-            rc = parse_server(loader, value);
-        else if (strcmp(section, "providers") == 0)
-            rc = parse_providers(loader, value), has_providers = 1;
-        else if (strcmp(section, "logging") == 0)
-            rc = parse_logging(loader, value);
-        else if (strcmp(section, "redis") == 0)
-            rc = config_cache_parse_redis(loader, value);
-        else if (strcmp(section, "limits") == 0)
-            rc = parse_limits(loader, value);
-        else if (strcmp(section, "alerts") == 0)
-            rc = config_budget_parse_alerts(loader, value);
-        else if (loader_is_one_of(section, reserved_sections))
-            log_warn("config section '%s' is not supported by this build and is ignored", section);
-        if (rc != 0)
-            return -1;
+    for (int pass = 0; pass <= SECTION_PASSES; pass++) {
+        FOR_EACH_PAIR(root, pair)
+        {
+            const config_section_t *section = find_section(loader_key(loader, pair));
+            if (section->pass != pass)
+                continue;
+            if (section->parse == NULL)
+                log_warn("config section '%s' is not supported by this build and is ignored", section->name);
+            else if (section->parse(loader, loader_node(loader, pair->value)) != 0)
+                return -1;
+        }
     }
-    /* models, pricing and keys refer to providers, so they come second. */
-    FOR_EACH_PAIR(root, pair)
-    {
-        const char *section = loader_key(loader, pair);
-        yaml_node_t *value = loader_node(loader, pair->value);
-        int rc = 0;
-        if (strcmp(section, "models") == 0)
-            rc = config_routing_parse_models(loader, value), has_models = 1;
-        else if (strcmp(section, "pricing") == 0)
-            rc = parse_pricing(loader, value);
-        if (rc != 0)
-            return -1;
-    }
-    /* keys, routes and experiments name models, so they come last. */
-    FOR_EACH_PAIR(root, pair)
-    {
-        const char *section = loader_key(loader, pair);
-        yaml_node_t *value = loader_node(loader, pair->value);
-        int rc = 0;
-        if (strcmp(section, "keys") == 0)
-            rc = parse_keys(loader, value);
-        else if (strcmp(section, "routes") == 0)
-            rc = config_routing_parse_routes(loader, value);
-        else if (strcmp(section, "experiments") == 0)
-            rc = config_routing_parse_experiments(loader, value);
-        else if (strcmp(section, "cache") == 0)
-            rc = config_cache_parse(loader, value);
-        else if (strcmp(section, "teams") == 0)
-            rc = config_budget_parse_teams(loader, value);
-        else if (strcmp(section, "budgets") == 0)
-            rc = config_budget_parse_list(loader, value);
-        if (rc != 0)
-            return -1;
-    }
-    if (!has_providers || loader->config->provider_count == 0) {
+    if (loader_child_or_self(loader, root, "providers") == root || loader->config->provider_count == 0) {
         loader_fail(loader, root, "providers", "at least one provider is required");
         return -1;
     }
-    if (!has_models)
+    if (loader_child_or_self(loader, root, "models") == root)
         log_warn("no models configured: clients can only name provider/model");
     return 0;
 }

@@ -34,26 +34,6 @@ static budget_config_t *budget_append(config_t *config)
     return budget;
 }
 
-static int parse_choice(loader_t *loader, yaml_node_t *node, const char *path, const char *const *names, int *out)
-{
-    char *text = loader_string(loader, node, path);
-    if (text == NULL)
-        return -1;
-    for (int i = 0; names[i] != NULL; i++) {
-        if (strcmp(text, names[i]) == 0) {
-            *out = i;
-            free(text);
-            return 0;
-        }
-    }
-    free(text);
-    char choices[128] = "";
-    for (int i = 0; names[i] != NULL; i++)
-        snprintf(choices + strlen(choices), sizeof choices - strlen(choices), "%s%s", i ? ", " : "", names[i]);
-    loader_fail(loader, node, path, "must be one of %s", choices);
-    return -1;
-}
-
 /* The usd and period members of node (a budget mapping) into budget. */
 static int parse_amount(loader_t *loader, yaml_node_t *node, const char *path, budget_config_t *budget)
 {
@@ -73,7 +53,7 @@ static int parse_amount(loader_t *loader, yaml_node_t *node, const char *path, b
     yaml_node_t *period = loader_child_or_self(loader, node, "period");
     snprintf(item_path, sizeof item_path, "%s.period", path);
     int choice = BUDGET_PERIOD_MONTH;
-    if (period != node && parse_choice(loader, period, item_path, period_names, &choice) != 0)
+    if (period != node && loader_enum(loader, period, item_path, period_names, &choice) != 0)
         return -1;
     budget->period = (budget_period_t)choice;
     return 0;
@@ -138,7 +118,7 @@ int config_budget_parse_list(loader_t *loader, yaml_node_t *node)
             return -1;
         int choice = 0;
         snprintf(item_path, sizeof item_path, "%s.scope", path);
-        if (parse_choice(loader, scope, item_path, scope_names, &choice) != 0)
+        if (loader_enum(loader, scope, item_path, scope_names, &choice) != 0)
             return -1;
         budget->scope = (budget_scope_t)choice;
         snprintf(item_path, sizeof item_path, "%s.match", path);

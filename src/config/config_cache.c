@@ -31,24 +31,6 @@
  * (docs/caching.md). */
 #define CACHE_DEFAULT_THRESHOLD 0.86
 
-int loader_bool(loader_t *loader, const yaml_node_t *node, const char *path, bool *out)
-{
-    char *text = loader_string(loader, node, path);
-    if (text == NULL)
-        return -1;
-    int rc = 0;
-    if (strcasecmp(text, "true") == 0 || strcasecmp(text, "yes") == 0 || strcasecmp(text, "on") == 0)
-        *out = true;
-    else if (strcasecmp(text, "false") == 0 || strcasecmp(text, "no") == 0 || strcasecmp(text, "off") == 0)
-        *out = false;
-    else {
-        loader_fail(loader, node, path, "must be true or false");
-        rc = -1;
-    }
-    free(text);
-    return rc;
-}
-
 static int parse_threshold(loader_t *loader, yaml_node_t *node, const char *path, double *out)
 {
     if (loader_double(loader, node, path, out) != 0)
@@ -60,128 +42,112 @@ static int parse_threshold(loader_t *loader, yaml_node_t *node, const char *path
     return 0;
 }
 
-static int parse_exact(loader_t *loader, yaml_node_t *node, cache_config_t *cache)
+static const config_directive_t exact_directives[] = {
+    DIRECTIVE_FIELD("enabled", DIRECTIVE_BOOL, cache_config_t, is_exact_enabled),
+    DIRECTIVE_NUMBER("ttl", DIRECTIVE_LONG, cache_config_t, exact_ttl_s, 1, 365L * 86400),
+    {0},
+};
+
+static int parse_exact(loader_t *loader, yaml_node_t *node, const char *path, void *section)
 {
-    static const char *const keys[] = {"enabled", "ttl", NULL};
-    if (loader_expect_type(loader, node, YAML_MAPPING_NODE, "cache.exact") ||
-        loader_check_keys(loader, node, "cache.exact", keys))
+    return loader_directives(loader, node, path, exact_directives, section);
+}
+
+static int parse_threshold_directive(loader_t *loader, yaml_node_t *value, const char *path, void *section)
+{
+    return parse_threshold(loader, value, path, &((cache_config_t *)section)->threshold);
+}
+
+static int parse_dimensions(loader_t *loader, yaml_node_t *value, const char *path, void *section)
+{
+    long dim = 0;
+    if (loader_long(loader, value, path, 32, EMBED_MAX_DIM, &dim) != 0)
         return -1;
-    FOR_EACH_PAIR(node, pair)
-    {
-        const char *name = loader_key(loader, pair);
-        yaml_node_t *value = loader_node(loader, pair->value);
-        int rc = strcmp(name, "enabled") == 0
-                     ? loader_bool(loader, value, "cache.exact.enabled", &cache->is_exact_enabled)
-                     : loader_long(loader, value, "cache.exact.ttl", 1, 365L * 86400, &cache->exact_ttl_s);
-        if (rc != 0)
-            return -1;
+    if (dim % 32 != 0) {
+        loader_fail(loader, value, path, "must be a multiple of 32");
+        return -1;
     }
+    ((cache_config_t *)section)->dimensions = (int)dim;
     return 0;
 }
 
-static int parse_semantic(loader_t *loader, yaml_node_t *node, cache_config_t *cache)
+static int parse_embedder(loader_t *loader, yaml_node_t *value, const char *path, void *section)
 {
-    static const char *const keys[] = {"enabled", "threshold", "ttl", "embedder", "provider", "model",
-                                       "timeout_ms", "dimensions", "input", NULL};
-    const char *path = "cache.semantic";
-    if (loader_expect_type(loader, node, YAML_MAPPING_NODE, path) || loader_check_keys(loader, node, path, keys))
+    static const char *const names[] = {"builtin", "provider", NULL};
+    int choice = 0;
+    if (loader_enum(loader, value, path, names, &choice) != 0)
         return -1;
+    ((cache_config_t *)section)->uses_provider_embedder = choice == 1;
+    return 0;
+}
+
+static const char *const embed_input_names[] = {"last_user", "conversation", NULL};
+
+static const config_directive_t semantic_directives[] = {
+    DIRECTIVE_FIELD("enabled", DIRECTIVE_BOOL, cache_config_t, is_semantic_enabled),
+    DIRECTIVE_PARSE("threshold", parse_threshold_directive),
+    DIRECTIVE_NUMBER("ttl", DIRECTIVE_LONG, cache_config_t, semantic_ttl_s, 1, 365L * 86400),
+    DIRECTIVE_PARSE("embedder", parse_embedder),
+    DIRECTIVE_PARSE("provider", NULL), /* resolved after the walk, once the embedder is known */
+    DIRECTIVE_FIELD("model", DIRECTIVE_STRING, cache_config_t, embed_model),
+    DIRECTIVE_NUMBER("timeout_ms", DIRECTIVE_LONG, cache_config_t, embed_timeout_ms, 1, 600000),
+    DIRECTIVE_PARSE("dimensions", parse_dimensions),
+    DIRECTIVE_ENUM_OF("input", cache_config_t, embed_input, embed_input_names),
+    {0},
+};
+
+/* embedder: provider names a configured openai(-compatible) provider. */
+static int resolve_embed_provider(loader_t *loader, yaml_node_t *node, const char *path, cache_config_t *cache)
+{
+    yaml_node_t *provider_node = loader_child_or_self(loader, node, "provider");
+    char *name = provider_node != node ? loader_string(loader, provider_node, "cache.semantic.provider") : NULL;
+    if (name == NULL) {
+        if (!loader->failed)
+            loader_fail(loader, node, path, "embedder: provider needs 'provider' (a configured provider name)");
+        return -1;
+    }
+    cache->embed_provider = config_find_provider(loader->config, name, strlen(name));
+    free(name);
+    if (cache->embed_provider == NULL || (cache->embed_provider->type != PROVIDER_OPENAI &&
+                                          cache->embed_provider->type != PROVIDER_OPENAI_COMPATIBLE)) {
+        loader_fail(loader, provider_node, "cache.semantic.provider",
+                    "must name a configured openai or openai-compatible provider (its /embeddings is called)");
+        return -1;
+    }
+    if (cache->embed_model == NULL && (cache->embed_model = strdup("text-embedding-3-small")) == NULL)
+        return -1;
+    return 0;
+}
+
+static int parse_semantic(loader_t *loader, yaml_node_t *node, const char *path, void *section)
+{
+    cache_config_t *cache = section;
     cache->is_semantic_enabled = true;
-    yaml_node_t *provider_node = NULL;
-    FOR_EACH_PAIR(node, pair)
-    {
-        const char *name = loader_key(loader, pair);
-        yaml_node_t *value = loader_node(loader, pair->value);
-        char item[CONFIG_PATH_LENGTH];
-        snprintf(item, sizeof item, "%s.%s", path, name);
-        int rc = 0;
-        if (strcmp(name, "enabled") == 0)
-            rc = loader_bool(loader, value, item, &cache->is_semantic_enabled);
-        else if (strcmp(name, "threshold") == 0)
-            rc = parse_threshold(loader, value, item, &cache->threshold);
-        else if (strcmp(name, "ttl") == 0)
-            rc = loader_long(loader, value, item, 1, 365L * 86400, &cache->semantic_ttl_s);
-        else if (strcmp(name, "timeout_ms") == 0)
-            rc = loader_long(loader, value, item, 1, 600000, &cache->embed_timeout_ms);
-        else if (strcmp(name, "dimensions") == 0) {
-            long dim = 0;
-            rc = loader_long(loader, value, item, 32, EMBED_MAX_DIM, &dim);
-            if (rc == 0 && dim % 32 != 0) {
-                loader_fail(loader, value, item, "must be a multiple of 32");
-                rc = -1;
-            }
-            cache->dimensions = (int)dim;
-        } else if (strcmp(name, "model") == 0) {
-            free(cache->embed_model);
-            rc = (cache->embed_model = loader_string(loader, value, item)) ? 0 : -1;
-        } else if (strcmp(name, "provider") == 0) {
-            provider_node = value;
-        } else if (strcmp(name, "embedder") == 0 || strcmp(name, "input") == 0) {
-            char *text = loader_string(loader, value, item);
-            if (text == NULL)
-                return -1;
-            bool is_embedder = strcmp(name, "embedder") == 0;
-            if (is_embedder && (strcmp(text, "builtin") == 0 || strcmp(text, "provider") == 0))
-                cache->uses_provider_embedder = strcmp(text, "provider") == 0;
-            else if (!is_embedder && (strcmp(text, "last_user") == 0 || strcmp(text, "conversation") == 0))
-                cache->embed_input = strcmp(text, "conversation") == 0 ? CACHE_EMBED_CONVERSATION
-                                                                         : CACHE_EMBED_LAST_USER;
-            else {
-                loader_fail(loader, value, item, is_embedder ? "must be builtin or provider"
-                                                             : "must be last_user or conversation");
-                rc = -1;
-            }
-            free(text);
-        }
-        if (rc != 0)
-            return -1;
-    }
-    if (cache->uses_provider_embedder) {
-        char *name = provider_node ? loader_string(loader, provider_node, "cache.semantic.provider") : NULL;
-        if (name == NULL) {
-            if (!loader->failed)
-                loader_fail(loader, node, path, "embedder: provider needs 'provider' (a configured provider name)");
-            return -1;
-        }
-        cache->embed_provider = config_find_provider(loader->config, name, strlen(name));
-        free(name);
-        if (cache->embed_provider == NULL || (cache->embed_provider->type != PROVIDER_OPENAI &&
-                                              cache->embed_provider->type != PROVIDER_OPENAI_COMPATIBLE)) {
-            loader_fail(loader, provider_node, "cache.semantic.provider",
-                        "must name a configured openai or openai-compatible provider (its /embeddings is called)");
-            return -1;
-        }
-        if (cache->embed_model == NULL && (cache->embed_model = strdup("text-embedding-3-small")) == NULL)
-            return -1;
-    }
-    return 0;
+    if (loader_directives(loader, node, path, semantic_directives, cache) != 0)
+        return -1;
+    return cache->uses_provider_embedder ? resolve_embed_provider(loader, node, path, cache) : 0;
 }
 
-static int parse_admit(loader_t *loader, yaml_node_t *node, cache_config_t *cache)
+static int parse_finish_reasons(loader_t *loader, yaml_node_t *value, const char *path, void *section)
 {
-    static const char *const keys[] = {"finish_reasons", "min_length", NULL};
-    if (loader_expect_type(loader, node, YAML_MAPPING_NODE, "cache.admit") ||
-        loader_check_keys(loader, node, "cache.admit", keys))
-        return -1;
-    FOR_EACH_PAIR(node, pair)
-    {
-        yaml_node_t *value = loader_node(loader, pair->value);
-        int rc;
-        if (strcmp(loader_key(loader, pair), "min_length") == 0) {
-            rc = loader_long(loader, value, "cache.admit.min_length", 1, LONG_MAX, &cache->admit_min_length);
-        } else {
-            for (size_t i = 0; i < cache->admit_finish_reason_count; i++)
-                free(cache->admit_finish_reasons[i]);
-            free(cache->admit_finish_reasons);
-            cache->admit_finish_reasons = NULL;
-            cache->admit_finish_reason_count = 0;
-            rc = loader_string_list(loader, value, "cache.admit.finish_reasons", &cache->admit_finish_reasons,
-                                    &cache->admit_finish_reason_count);
-        }
-        if (rc != 0)
-            return -1;
-    }
-    return 0;
+    cache_config_t *cache = section;
+    for (size_t i = 0; i < cache->admit_finish_reason_count; i++)
+        free(cache->admit_finish_reasons[i]);
+    free(cache->admit_finish_reasons);
+    cache->admit_finish_reasons = NULL;
+    cache->admit_finish_reason_count = 0;
+    return loader_string_list(loader, value, path, &cache->admit_finish_reasons, &cache->admit_finish_reason_count);
+}
+
+static const config_directive_t admit_directives[] = {
+    DIRECTIVE_PARSE("finish_reasons", parse_finish_reasons),
+    DIRECTIVE_NUMBER("min_length", DIRECTIVE_LONG, cache_config_t, admit_min_length, 1, LONG_MAX),
+    {0},
+};
+
+static int parse_admit(loader_t *loader, yaml_node_t *node, const char *path, void *section)
+{
+    return loader_directives(loader, node, path, admit_directives, section);
 }
 
 static int parse_model(loader_t *loader, const char *name, yaml_node_t *node, cache_model_config_t *model)
@@ -227,30 +193,51 @@ static int parse_model(loader_t *loader, const char *name, yaml_node_t *node, ca
     return 0;
 }
 
-static int parse_models(loader_t *loader, yaml_node_t *node, cache_config_t *cache)
+static int parse_model_entry(loader_t *loader, const char *name, yaml_node_t *node, void *entry)
 {
-    if (loader_expect_type(loader, node, YAML_MAPPING_NODE, "cache.models") ||
-        loader_check_keys(loader, node, "cache.models", NULL))
+    return parse_model(loader, name, node, entry);
+}
+
+static int parse_models(loader_t *loader, yaml_node_t *node, const char *path, void *section)
+{
+    cache_config_t *cache = section;
+    if (loader_expect_entries(loader, node, path) != 0 ||
+        (cache->models = calloc((size_t)loader_count(node) + 1, sizeof *cache->models)) == NULL)
         return -1;
-    cache->models = calloc((size_t)loader_count(node) + 1, sizeof *cache->models);
-    if (cache->models == NULL)
+    return loader_parse_entries(loader, node, cache->models, sizeof *cache->models, &cache->model_count,
+                                parse_model_entry);
+}
+
+static int parse_backend(loader_t *loader, yaml_node_t *value, const char *path, void *section)
+{
+    static const char *const names[] = {"memory", "redis", NULL};
+    int choice = 0;
+    if (loader_enum(loader, value, path, names, &choice) != 0)
         return -1;
-    FOR_EACH_PAIR(node, pair)
-    {
-        if (parse_model(loader, loader_key(loader, pair), loader_node(loader, pair->value),
-                        &cache->models[cache->model_count++]) != 0)
-            return -1;
-    }
+    ((cache_config_t *)section)->uses_redis = choice == 1;
     return 0;
 }
 
+static const char *const scope_names[] = {"key", "team", "global", NULL};
+
+static const config_directive_t cache_directives[] = {
+    DIRECTIVE_FIELD("enabled", DIRECTIVE_BOOL, cache_config_t, is_enabled),
+    DIRECTIVE_PARSE("backend", parse_backend),
+    DIRECTIVE_ENUM_OF("scope", cache_config_t, scope, scope_names),
+    DIRECTIVE_PARSE("exact", parse_exact),
+    DIRECTIVE_PARSE("semantic", parse_semantic),
+    DIRECTIVE_NUMBER("max_entries", DIRECTIVE_SIZE, cache_config_t, max_entries, 1, 100000000),
+    DIRECTIVE_NUMBER("max_bytes", DIRECTIVE_SIZE, cache_config_t, max_bytes, 4096, LONG_MAX),
+    DIRECTIVE_FIELD("max_temperature", DIRECTIVE_DOUBLE, cache_config_t, max_temperature),
+    DIRECTIVE_FIELD("skip_tools", DIRECTIVE_BOOL, cache_config_t, skips_tools),
+    DIRECTIVE_PARSE("admit", parse_admit),
+    DIRECTIVE_PARSE("models", parse_models),
+    {0},
+};
+
 int config_cache_parse(loader_t *loader, yaml_node_t *node)
 {
-    static const char *const keys[] = {"enabled", "backend", "scope", "exact", "semantic", "max_entries",
-                                       "max_bytes", "max_temperature", "skip_tools", "admit", "models", NULL};
     cache_config_t *cache = &loader->config->cache;
-    if (loader_expect_type(loader, node, YAML_MAPPING_NODE, "cache") || loader_check_keys(loader, node, "cache", keys))
-        return -1;
     cache->is_enabled = true;
     cache->is_exact_enabled = true;
     cache->exact_ttl_s = 3600;
@@ -267,56 +254,8 @@ int config_cache_parse(loader_t *loader, yaml_node_t *node)
         (cache->admit_finish_reasons[0] = strdup("stop")) == NULL)
         return -1;
     cache->admit_finish_reason_count = 1;
-    FOR_EACH_PAIR(node, pair)
-    {
-        const char *name = loader_key(loader, pair);
-        yaml_node_t *value = loader_node(loader, pair->value);
-        char path[CONFIG_PATH_LENGTH];
-        snprintf(path, sizeof path, "cache.%s", name);
-        int rc = 0;
-        long number = 0;
-        if (strcmp(name, "enabled") == 0)
-            rc = loader_bool(loader, value, path, &cache->is_enabled);
-        else if (strcmp(name, "skip_tools") == 0)
-            rc = loader_bool(loader, value, path, &cache->skips_tools);
-        else if (strcmp(name, "exact") == 0)
-            rc = parse_exact(loader, value, cache);
-        else if (strcmp(name, "semantic") == 0)
-            rc = parse_semantic(loader, value, cache);
-        else if (strcmp(name, "admit") == 0)
-            rc = parse_admit(loader, value, cache);
-        else if (strcmp(name, "models") == 0)
-            rc = parse_models(loader, value, cache);
-        else if (strcmp(name, "max_temperature") == 0)
-            rc = loader_double(loader, value, path, &cache->max_temperature);
-        else if (strcmp(name, "max_entries") == 0) {
-            rc = loader_long(loader, value, path, 1, 100000000, &number);
-            cache->max_entries = (size_t)number;
-        } else if (strcmp(name, "max_bytes") == 0) {
-            rc = loader_long(loader, value, path, 4096, LONG_MAX, &number);
-            cache->max_bytes = (size_t)number;
-        } else if (strcmp(name, "backend") == 0 || strcmp(name, "scope") == 0) {
-            char *text = loader_string(loader, value, path);
-            if (text == NULL)
-                return -1;
-            if (strcmp(name, "backend") == 0 && (strcmp(text, "memory") == 0 || strcmp(text, "redis") == 0))
-                cache->uses_redis = strcmp(text, "redis") == 0;
-            else if (strcmp(name, "scope") == 0 && strcmp(text, "key") == 0)
-                cache->scope = CACHE_SCOPE_KEY;
-            else if (strcmp(name, "scope") == 0 && strcmp(text, "team") == 0)
-                cache->scope = CACHE_SCOPE_TEAM;
-            else if (strcmp(name, "scope") == 0 && strcmp(text, "global") == 0)
-                cache->scope = CACHE_SCOPE_GLOBAL;
-            else {
-                loader_fail(loader, value, path, strcmp(name, "backend") == 0 ? "must be memory or redis"
-                                                                              : "must be key, team or global");
-                rc = -1;
-            }
-            free(text);
-        }
-        if (rc != 0)
-            return -1;
-    }
+    if (loader_directives(loader, node, "cache", cache_directives, cache) != 0)
+        return -1;
     if (cache->uses_redis && !loader->config->redis.is_configured) {
         loader_fail(loader, node, "cache.backend", "backend: redis needs a redis section with a url");
         return -1;
@@ -372,32 +311,30 @@ static int parse_redis_url(loader_t *loader, yaml_node_t *node, const char *url,
     return 0;
 }
 
+static int parse_redis_url_directive(loader_t *loader, yaml_node_t *value, const char *path, void *section)
+{
+    redis_config_t *redis = section;
+    char *text = loader_string(loader, value, path);
+    if (text == NULL)
+        return -1;
+    int rc = parse_redis_url(loader, value, text, redis);
+    explicit_bzero(text, strlen(text)); /* it may hold the password */
+    free(text);
+    redis->is_configured = rc == 0;
+    return rc;
+}
+
+static const config_directive_t redis_directives[] = {
+    DIRECTIVE_PARSE("url", parse_redis_url_directive),
+    DIRECTIVE_FIELD("prefix", DIRECTIVE_STRING, redis_config_t, prefix),
+    {0},
+};
+
 int config_cache_parse_redis(loader_t *loader, yaml_node_t *node)
 {
-    static const char *const keys[] = {"url", "prefix", NULL};
     redis_config_t *redis = &loader->config->redis;
-    if (loader_expect_type(loader, node, YAML_MAPPING_NODE, "redis") || loader_check_keys(loader, node, "redis", keys))
+    if (loader_directives(loader, node, "redis", redis_directives, redis) != 0)
         return -1;
-    FOR_EACH_PAIR(node, pair)
-    {
-        const char *name = loader_key(loader, pair);
-        yaml_node_t *value = loader_node(loader, pair->value);
-        char *text = loader_string(loader, value, strcmp(name, "url") == 0 ? "redis.url" : "redis.prefix");
-        if (text == NULL)
-            return -1;
-        int rc = 0;
-        if (strcmp(name, "url") == 0) {
-            rc = parse_redis_url(loader, value, text, redis);
-            explicit_bzero(text, strlen(text));
-            free(text);
-            redis->is_configured = rc == 0;
-        } else {
-            free(redis->prefix);
-            redis->prefix = text;
-        }
-        if (rc != 0)
-            return -1;
-    }
     if (redis->prefix == NULL && (redis->prefix = strdup("sluice")) == NULL)
         return -1;
     if (!redis->is_configured) {

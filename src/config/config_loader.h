@@ -5,6 +5,7 @@
 #ifndef SLUICE_CONFIG_LOADER_H
 #define SLUICE_CONFIG_LOADER_H
 
+#include <stddef.h>
 #include <yaml.h>
 
 #include "sluice/config.h"
@@ -42,6 +43,52 @@ int loader_count(const yaml_node_t *node);
 int loader_string_list(loader_t *loader, yaml_node_t *node, const char *path, char ***out, size_t *count);
 int loader_timeouts(loader_t *loader, yaml_node_t *node, const char *path, provider_timeouts_t *timeouts);
 
+/* One key of a mapping: what its value is and where it goes. */
+typedef enum {
+    DIRECTIVE_LONG,   /* long, in [min, max] */
+    DIRECTIVE_INT,    /* int, in [min, max] */
+    DIRECTIVE_SIZE,   /* size_t, in [min, max] */
+    DIRECTIVE_DOUBLE, /* double >= 0 */
+    DIRECTIVE_BOOL,   /* bool: true/false, yes/no, on/off */
+    DIRECTIVE_STRING, /* char *, interpolated, malloc'ed (a repeat replaces it) */
+    DIRECTIVE_ENUM,   /* int: the index of the value in names */
+    DIRECTIVE_CUSTOM, /* parse(loader, value, path, section); NULL: the caller reads it after the walk */
+} directive_type_t;
+
+/* Owner: static tables, one per mapping kind. The table ends with a NULL key. */
+typedef struct config_directive {
+    const char *key;
+    directive_type_t type;
+    size_t offset; /* of the field in the section struct */
+    long min, max;
+    const char *const *names; /* DIRECTIVE_ENUM */
+    int (*parse)(loader_t *loader, yaml_node_t *value, const char *path, void *section); /* DIRECTIVE_CUSTOM */
+} config_directive_t;
+
+#define DIRECTIVE_NUMBER(name, kind, type_, field, low, high)                                                  \
+    {.key = (name), .type = (kind), .offset = offsetof(type_, field), .min = (low), .max = (high)}
+#define DIRECTIVE_FIELD(name, kind, type_, field) {.key = (name), .type = (kind), .offset = offsetof(type_, field)}
+#define DIRECTIVE_ENUM_OF(name, type_, field, choices)                                                          \
+    {.key = (name), .type = DIRECTIVE_ENUM, .offset = offsetof(type_, field), .names = (choices)}
+#define DIRECTIVE_PARSE(name, function) {.key = (name), .type = DIRECTIVE_CUSTOM, .parse = (function)}
+
+/* A mapping of NAME: { ... } entries (providers, models...): the caller
+ * checks it with loader_expect_entries, allocates loader_count(node) + 1
+ * zeroed entries (the spare one ends the array), and loader_parse_entries
+ * fills them in order, counting each one it starts so the free sees it. */
+typedef int (*loader_entry_parser_t)(loader_t *loader, const char *name, yaml_node_t *node, void *entry);
+int loader_expect_entries(loader_t *loader, yaml_node_t *node, const char *path);
+int loader_parse_entries(loader_t *loader, yaml_node_t *node, void *entries, size_t entry_size, size_t *count,
+                         loader_entry_parser_t parse);
+
+/* Walks a mapping against its table: rejects unknown and repeated keys, then
+ * stores each value into section. Returns 0 or -1 (with the error set). */
+int loader_directives(loader_t *loader, yaml_node_t *node, const char *path, const config_directive_t *directives,
+                      void *section);
+int loader_bool(loader_t *loader, const yaml_node_t *node, const char *path, bool *out);
+/* The index of the scalar in names (NULL-terminated). */
+int loader_enum(loader_t *loader, yaml_node_t *node, const char *path, const char *const *names, int *out);
+
 #define FOR_EACH_PAIR(map_node, pair)                                                                          \
     for (yaml_node_pair_t *pair = (map_node)->data.mapping.pairs.start;                                         \
          pair < (map_node)->data.mapping.pairs.top; pair++)
@@ -52,8 +99,7 @@ int config_routing_parse_routes(loader_t *loader, yaml_node_t *node);
 int config_routing_parse_experiments(loader_t *loader, yaml_node_t *node);
 void config_routing_free(config_t *config);
 
-/* config_cache.c: the cache and redis sections, and the boolean helper. */
-int loader_bool(loader_t *loader, const yaml_node_t *node, const char *path, bool *out);
+/* config_cache.c: the cache and redis sections. */
 int config_cache_parse(loader_t *loader, yaml_node_t *node);
 int config_cache_parse_redis(loader_t *loader, yaml_node_t *node);
 void config_cache_free(config_t *config);

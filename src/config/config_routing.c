@@ -136,32 +136,22 @@ static int parse_retry_on(loader_t *loader, yaml_node_t *node, const char *path,
     return rc;
 }
 
+static int parse_retry_on_directive(loader_t *loader, yaml_node_t *value, const char *path, void *section)
+{
+    return parse_retry_on(loader, value, path, &((model_config_t *)section)->retry_on);
+}
+
+static const config_directive_t retry_directives[] = {
+    DIRECTIVE_NUMBER("rounds", DIRECTIVE_INT, model_config_t, retry_rounds, 0, 10),
+    DIRECTIVE_NUMBER("backoff_ms", DIRECTIVE_LONG, model_config_t, backoff_ms, 0, 600000),
+    DIRECTIVE_NUMBER("max_backoff_ms", DIRECTIVE_LONG, model_config_t, max_backoff_ms, 0, 600000),
+    DIRECTIVE_PARSE("on", parse_retry_on_directive),
+    {0},
+};
+
 static int parse_retry(loader_t *loader, yaml_node_t *node, const char *path, model_config_t *model)
 {
-    static const char *const keys[] = {"rounds", "backoff_ms", "max_backoff_ms", "on", NULL};
-    if (loader_expect_type(loader, node, YAML_MAPPING_NODE, path) || loader_check_keys(loader, node, path, keys))
-        return -1;
-    FOR_EACH_PAIR(node, pair)
-    {
-        const char *key = loader_key(loader, pair);
-        yaml_node_t *value = loader_node(loader, pair->value);
-        char item_path[CONFIG_PATH_LENGTH];
-        snprintf(item_path, sizeof item_path, "%s.%s", path, key);
-        long number = 0;
-        int rc;
-        if (strcmp(key, "on") == 0) {
-            rc = parse_retry_on(loader, value, item_path, &model->retry_on);
-        } else if (strcmp(key, "rounds") == 0) {
-            rc = loader_long(loader, value, item_path, 0, 10, &number);
-            model->retry_rounds = (int)number;
-        } else {
-            rc = loader_long(loader, value, item_path, 0, 600000,
-                             strcmp(key, "backoff_ms") == 0 ? &model->backoff_ms : &model->max_backoff_ms);
-        }
-        if (rc != 0)
-            return -1;
-    }
-    return 0;
+    return loader_directives(loader, node, path, retry_directives, model);
 }
 
 static int parse_check(loader_t *loader, yaml_node_t *node, const char *path, cascade_check_t *check)
@@ -221,27 +211,6 @@ static int parse_checks(loader_t *loader, yaml_node_t *node, const char *path, m
     return 0;
 }
 
-static int parse_enum(loader_t *loader, yaml_node_t *node, const char *path, const char *const *names, int *out)
-{
-    char *text = loader_string(loader, node, path);
-    if (text == NULL)
-        return -1;
-    int rc = -1;
-    for (int i = 0; names[i] != NULL; i++)
-        if (strcmp(text, names[i]) == 0)
-            *out = i, rc = 0;
-    if (rc != 0) {
-        char choices[256] = "";
-        for (int i = 0; names[i] != NULL; i++) {
-            strncat(choices, i ? ", " : "", sizeof choices - strlen(choices) - 1);
-            strncat(choices, names[i], sizeof choices - strlen(choices) - 1);
-        }
-        loader_fail(loader, node, path, "unknown value '%s' (one of: %s)", text, choices);
-    }
-    free(text);
-    return rc;
-}
-
 static const char *const strategy_names[] = {"fallback", "loadbalance", "latency", "cost", "cascade", NULL};
 static const char *const sticky_names[] = {"none", "user", "key", NULL};
 
@@ -251,12 +220,12 @@ static int parse_model_setting(loader_t *loader, const char *key, yaml_node_t *v
 {
     int number = 0;
     if (strcmp(key, "strategy") == 0) {
-        int rc = parse_enum(loader, value, path, strategy_names, &number);
+        int rc = loader_enum(loader, value, path, strategy_names, &number);
         model->strategy = (strategy_t)number;
         return rc;
     }
     if (strcmp(key, "sticky") == 0) {
-        int rc = parse_enum(loader, value, path, sticky_names, &number);
+        int rc = loader_enum(loader, value, path, sticky_names, &number);
         model->sticky = (sticky_t)number;
         return rc;
     }
@@ -355,22 +324,19 @@ static int parse_model(loader_t *loader, const char *name, yaml_node_t *node, mo
     return loader->failed ? -1 : 0;
 }
 
+static int parse_model_entry(loader_t *loader, const char *name, yaml_node_t *node, void *entry)
+{
+    return parse_model(loader, name, node, entry);
+}
+
 int config_routing_parse_models(loader_t *loader, yaml_node_t *node)
 {
     config_t *config = loader->config;
-    if (loader_expect_type(loader, node, YAML_MAPPING_NODE, "models") ||
-        loader_check_keys(loader, node, "models", NULL))
+    if (loader_expect_entries(loader, node, "models") != 0 ||
+        (config->models = calloc((size_t)loader_count(node) + 1, sizeof *config->models)) == NULL)
         return -1;
-    config->models = calloc((size_t)loader_count(node) + 1, sizeof *config->models);
-    if (config->models == NULL)
-        return -1;
-    FOR_EACH_PAIR(node, pair)
-    {
-        model_config_t *model = &config->models[config->model_count++];
-        if (parse_model(loader, loader_key(loader, pair), loader_node(loader, pair->value), model) != 0)
-            return -1;
-    }
-    return 0;
+    return loader_parse_entries(loader, node, config->models, sizeof *config->models, &config->model_count,
+                                parse_model_entry);
 }
 
 /* ---- routes ---------------------------------------------------------------- */
@@ -618,7 +584,7 @@ int config_routing_parse_experiments(loader_t *loader, yaml_node_t *node)
             else if (strcmp(key, "shadow") == 0)
                 rc = parse_shadow(loader, value, item_path, experiment);
             else {
-                rc = parse_enum(loader, value, item_path, sticky_names, &sticky);
+                rc = loader_enum(loader, value, item_path, sticky_names, &sticky);
                 experiment->sticky = (sticky_t)sticky;
             }
             if (rc != 0)

@@ -271,10 +271,10 @@ Test(budget, config_errors_name_line_and_key)
 {
     assert_rejected("teams:\n  web: { budget: { usd: 0 } }\n", "test.yaml:3: teams.web.budget.usd: must be a positive");
     assert_rejected("teams:\n  web: { budget: { usd: 5, period: year } }\n",
-                    "teams.web.budget.period: must be one of day, week, month, total");
+                    "teams.web.budget.period: unknown value 'year': must be one of day, week, month, total");
     assert_rejected("teams:\n  web: { budget: { period: day } }\n", "teams.web.budget: missing required key 'usd'");
     assert_rejected("teams:\n  web: { budgets: {} }\n", "budgets");
-    assert_rejected("budgets:\n  - { scope: org, match: a, usd: 1 }\n", "budgets[0].scope: must be one of key, team");
+    assert_rejected("budgets:\n  - { scope: org, match: a, usd: 1 }\n", "budgets[0].scope: unknown value 'org': must be one of key, team");
     assert_rejected("budgets:\n  - { scope: user, usd: 1 }\n", "budgets[0]: missing required key 'match'");
     assert_rejected("budgets:\n  - { scope: user, match: a, usd: 1, every: day }\n", "every");
     assert_rejected("keys:\n  - { name: a, key: sk-app-12345678, budget: { usd: -1 } }\n", "keys[0].budget.usd");
