@@ -8,6 +8,7 @@
 #ifndef SLUICE_CONFIG_H
 #define SLUICE_CONFIG_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -321,9 +322,26 @@ config_t *config_load(const char *path, char *error, size_t size);
 config_t *config_load_string(const char *yaml, size_t length, const char *name, char *error, size_t size);
 
 config_t *config_ref(config_t *config);
+void config_unref(config_t *config);
+
+/* The snapshot new requests take: a reload swaps it, every worker reads it.
+ * Owner: server_t; one mutex, held only to take a reference or to swap. */
+typedef struct config_current {
+    pthread_mutex_t lock;
+    config_t *config;
+} config_current_t;
+
+/* Takes ownership of config. */
+void config_current_init(config_current_t *current, config_t *config);
+/* The current snapshot with a reference the caller must drop. */
+config_t *config_current_get(config_current_t *current);
+/* Installs next (taking ownership) and returns the old snapshot, whose
+ * reference the caller drops once it is done with it. */
+config_t *config_current_swap(config_current_t *current, config_t *next);
+void config_current_destroy(config_current_t *current);
+
 /* Frees a header list that may hold secrets, wiping its lines first. */
 void config_free_headers(struct curl_slist *headers);
-void config_unref(config_t *config);
 
 const provider_config_t *config_find_provider(const config_t *config, const char *name, size_t name_length);
 const model_config_t *config_find_model(const config_t *config, const char *name);

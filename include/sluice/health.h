@@ -7,12 +7,13 @@
 #ifndef SLUICE_HEALTH_H
 #define SLUICE_HEALTH_H
 
+#include "sluice/config.h"
+
 struct event_base;
-struct server;
 
 typedef struct health_checker health_checker_t;
 
-health_checker_t *health_checker_start(struct event_base *base, struct server *server);
+health_checker_t *health_checker_start(struct event_base *base, config_current_t *config);
 void health_checker_free(health_checker_t *checker);
 
 #endif

@@ -8,13 +8,11 @@
 
 #include "sluice/util/buf.h"
 
-struct server;
-
 typedef struct metrics metrics_t;
 
 metrics_t *metrics_new(void);
 void metrics_free(metrics_t *metrics);
 /* Renders every worker's metrics, summed, into out. Returns 0 or -1. */
-int metrics_render(struct server *server, buf_t *out);
+int metrics_render(buf_t *out);
 
 #endif

@@ -39,6 +39,7 @@ typedef enum { STAGE_CONTINUE, STAGE_RESPONDED, STAGE_PENDING, STAGE_ERROR } sta
  * state (both cache stages share the cache's). */
 typedef enum {
     STAGE_SLOT_NONE,
+    STAGE_SLOT_METRICS,
     STAGE_SLOT_LIMITS,
     STAGE_SLOT_BUDGET,
     STAGE_SLOT_CACHE,
@@ -65,20 +66,20 @@ typedef struct stage {
 
     /* process (main thread) */
     /* After a reload swapped the snapshot in; old may still be in use by requests. */
-    void (*reconfigure)(const config_t *old_config, const config_t *new_config);
+    void (*on_reconfigure)(const config_t *old_config, const config_t *new_config);
     /* At exit, after every worker stopped: releases process-wide tables. */
-    void (*shutdown)(void);
+    void (*on_shutdown)(void);
 
     /* worker (the worker's thread, or before it starts) */
-    int (*worker_init)(struct worker *worker, const config_t *config); /* 0, or -1: the worker cannot start */
-    void (*worker_free)(struct worker *worker);                        /* before the loop is freed */
+    int (*on_worker_init)(struct worker *worker, const config_t *config); /* 0, or -1: the worker cannot start */
+    void (*on_worker_free)(struct worker *worker);                        /* before the loop is freed */
 
     /* request */
     stage_result_t (*on_request)(request_t *request);
     /* The client went away while this stage was PENDING: stop what can be
      * stopped. The stage still ends the request (pipeline_resume) — now, or
      * from the callback of work that cannot be stopped (a Redis reply). */
-    void (*cancel)(request_t *request);
+    void (*on_cancel)(request_t *request);
 
     /* response filters, in stage order, for the stages the request entered */
     void (*on_response_data)(request_t *request, response_piece_t *piece);
@@ -86,9 +87,9 @@ typedef struct stage {
     /* completion, in reverse stage order */
     void (*on_complete)(request_t *request);
     /* Appends ,"name":value pairs to the request's access-log line. */
-    void (*log_fields)(const request_t *request, buf_t *line);
+    void (*on_log)(const request_t *request, buf_t *line);
     /* Appends Prometheus text for the process-wide state the stage owns. */
-    void (*metrics_render)(buf_t *out);
+    void (*on_metrics)(buf_t *out);
 } stage_t;
 
 /* The stages, each defined in the file named after it. */

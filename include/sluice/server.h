@@ -17,11 +17,9 @@
 /* Owner: main(). */
 typedef struct server {
     char *config_path;
-    config_t *config; /* current snapshot; guarded by config_lock */
-    pthread_mutex_t config_lock;
+    config_current_t config; /* the snapshot new requests take */
     worker_t *workers;
     int worker_count;
-    atomic_bool is_ready; /* read by workers for /readyz */
 } server_t;
 
 /* Runs until SIGTERM/SIGINT and the drain complete. Takes ownership of config.

@@ -20,7 +20,6 @@
 #include <string.h>
 
 #include "sluice/config.h"
-#include "sluice/server.h"
 #include "sluice/upstream_pool.h"
 #include "sluice/worker.h"
 
@@ -479,7 +478,7 @@ embed_call_t *embed_provider_start(worker_t *worker, const provider_config_t *pr
     curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    int workers = worker->server ? worker->server->worker_count : 1;
+    int workers = worker->worker_count > 0 ? worker->worker_count : 1;
     int limit = (provider->max_connections + workers - 1) / workers;
     if (upstream_pool_add(worker->pool, easy, provider->name, limit > 0 ? limit : 1, on_embed_done, call) != 0) {
         call_free(call);

@@ -1004,6 +1004,36 @@ void config_unref(config_t *config)
         config_free(config);
 }
 
+void config_current_init(config_current_t *current, config_t *config)
+{
+    pthread_mutex_init(&current->lock, NULL);
+    current->config = config;
+}
+
+config_t *config_current_get(config_current_t *current)
+{
+    pthread_mutex_lock(&current->lock);
+    config_t *config = config_ref(current->config);
+    pthread_mutex_unlock(&current->lock);
+    return config;
+}
+
+config_t *config_current_swap(config_current_t *current, config_t *next)
+{
+    pthread_mutex_lock(&current->lock);
+    config_t *old = current->config;
+    current->config = next;
+    pthread_mutex_unlock(&current->lock);
+    return old;
+}
+
+void config_current_destroy(config_current_t *current)
+{
+    config_unref(current->config);
+    current->config = NULL;
+    pthread_mutex_destroy(&current->lock);
+}
+
 const provider_config_t *config_find_provider(const config_t *config, const char *name, size_t name_length)
 {
     for (size_t i = 0; i < config->provider_count; i++) {

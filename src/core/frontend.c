@@ -10,7 +10,6 @@
 #include "sluice/metrics.h"
 #include "sluice/util/clock.h"
 #include "sluice/pipeline.h"
-#include "sluice/server.h"
 #include "sluice/worker.h"
 
 typedef struct route {
@@ -45,12 +44,12 @@ static void reply_plain_json(struct evhttp_request *http, int status, const char
     evbuffer_free(buffer);
 }
 
-static void handle_metrics(struct evhttp_request *http, worker_t *worker)
+static void handle_metrics(struct evhttp_request *http)
 {
     buf_t text;
     buf_init(&text);
     struct evbuffer *buffer = evbuffer_new();
-    if (buffer == NULL || metrics_render(worker->server, &text) != 0 || evbuffer_add(buffer, text.data, text.length)) {
+    if (buffer == NULL || metrics_render(&text) != 0 || evbuffer_add(buffer, text.data, text.length)) {
         evhttp_send_error(http, 500, NULL);
     } else {
         evhttp_add_header(evhttp_request_get_output_headers(http), "content-type", "text/plain; version=0.0.4");
@@ -63,7 +62,7 @@ static void handle_metrics(struct evhttp_request *http, worker_t *worker)
 
 static void handle_ready(struct evhttp_request *http, worker_t *worker)
 {
-    bool is_ready = !worker->is_draining && atomic_load(&worker->server->is_ready);
+    bool is_ready = !worker->is_draining && atomic_load(&worker->is_ready);
     buf_t body;
     buf_init(&body);
     buf_printf(&body, "{\"status\":\"%s\",\"routing\":", is_ready ? "ready" : "draining");
@@ -150,7 +149,7 @@ void frontend_handle(struct evhttp_request *http, void *argument)
         return;
     }
     if (length == 8 && memcmp(uri, "/metrics", 8) == 0) {
-        handle_metrics(http, worker);
+        handle_metrics(http);
         return;
     }
     if (length >= 6 && memcmp(uri, "/admin", 6) == 0 && (length == 6 || uri[6] == '/')) {

@@ -33,26 +33,26 @@ _Static_assert((int)STAGE_SLOT_COUNT <= (int)WORKER_STAGE_SLOTS, "worker_t.stage
 void pipeline_reconfigure(const config_t *old_config, const config_t *new_config)
 {
     for (size_t i = 0; i < STAGE_COUNT; i++)
-        if (stages[i]->reconfigure != NULL)
-            stages[i]->reconfigure(old_config, new_config);
+        if (stages[i]->on_reconfigure != NULL)
+            stages[i]->on_reconfigure(old_config, new_config);
 }
 
 void pipeline_shutdown(void)
 {
     for (size_t i = STAGE_COUNT; i-- > 0;)
-        if (stages[i]->shutdown != NULL)
-            stages[i]->shutdown();
+        if (stages[i]->on_shutdown != NULL)
+            stages[i]->on_shutdown();
 }
 
 int pipeline_worker_init(struct worker *worker, const config_t *config)
 {
     for (size_t i = 0; i < STAGE_COUNT; i++) {
-        if (stages[i]->worker_init == NULL || stages[i]->worker_init(worker, config) == 0)
+        if (stages[i]->on_worker_init == NULL || stages[i]->on_worker_init(worker, config) == 0)
             continue;
-        /* worker_free hooks accept what a failed worker_init left half made. */
+        /* on_worker_free hooks accept what a failed worker_init left half made. */
         for (size_t done = i + 1; done-- > 0;)
-            if (stages[done]->worker_free != NULL)
-                stages[done]->worker_free(worker);
+            if (stages[done]->on_worker_free != NULL)
+                stages[done]->on_worker_free(worker);
         return -1;
     }
     return 0;
@@ -61,8 +61,8 @@ int pipeline_worker_init(struct worker *worker, const config_t *config)
 void pipeline_worker_free(struct worker *worker)
 {
     for (size_t i = STAGE_COUNT; i-- > 0;)
-        if (stages[i]->worker_free != NULL)
-            stages[i]->worker_free(worker);
+        if (stages[i]->on_worker_free != NULL)
+            stages[i]->on_worker_free(worker);
 }
 
 /* ---- a request's walk ----------------------------------------------------- */
@@ -130,8 +130,8 @@ void pipeline_cancel(request_t *request)
     if (request->next_stage == 0 || request->next_stage > STAGE_COUNT)
         return;
     const stage_t *pending = stages[request->next_stage - 1];
-    if (pending->cancel != NULL)
-        pending->cancel(request);
+    if (pending->on_cancel != NULL)
+        pending->on_cancel(request);
 }
 
 void pipeline_response_data(request_t *request, response_piece_t *piece)
@@ -156,13 +156,13 @@ void pipeline_finish(request_t *request)
 void pipeline_log_fields(const request_t *request, buf_t *line)
 {
     for (size_t i = 0; i < STAGE_COUNT; i++)
-        if (stages[i]->log_fields != NULL)
-            stages[i]->log_fields(request, line);
+        if (stages[i]->on_log != NULL)
+            stages[i]->on_log(request, line);
 }
 
 void pipeline_metrics_render(buf_t *out)
 {
     for (size_t i = 0; i < STAGE_COUNT; i++)
-        if (stages[i]->metrics_render != NULL)
-            stages[i]->metrics_render(out);
+        if (stages[i]->on_metrics != NULL)
+            stages[i]->on_metrics(out);
 }

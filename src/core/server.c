@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "sluice/access_log.h"
+#include "sluice/frontend.h"
 #include "sluice/health.h"
 #include "sluice/pipeline.h"
 #include "sluice/log.h"
@@ -28,12 +29,13 @@ typedef struct server_loop {
     bool is_draining;
 } server_loop_t;
 
-config_t *server_config(server_t *server)
+config_t *server_config(server_t *server) { return config_current_get(&server->config); }
+
+/* /readyz: ready once every worker runs, not ready from the start of a drain. */
+static void set_ready(server_t *server, bool is_ready)
 {
-    pthread_mutex_lock(&server->config_lock);
-    config_t *config = config_ref(server->config);
-    pthread_mutex_unlock(&server->config_lock);
-    return config;
+    for (int i = 0; i < server->worker_count; i++)
+        atomic_store(&server->workers[i].is_ready, is_ready);
 }
 
 /* One listening socket per worker, all bound to the same address with
@@ -100,10 +102,7 @@ static void server_reload(server_t *server)
         return;
     }
     apply_logging(next);
-    pthread_mutex_lock(&server->config_lock);
-    config_t *old = server->config;
-    server->config = next;
-    pthread_mutex_unlock(&server->config_lock);
+    config_t *old = config_current_swap(&server->config, next);
     pipeline_reconfigure(old, next);
     config_unref(old); /* requests still using it keep it alive */
     log_info("config reloaded from %s: %zu providers, %zu models, %zu keys", server->config_path,
@@ -142,7 +141,7 @@ static void start_drain(server_loop_t *loop)
     log_info("draining: no new connections, waiting up to %ld ms for %ld open requests", timeout_ms,
              total_in_flight(server));
     loop->is_draining = true;
-    atomic_store(&server->is_ready, false);
+    set_ready(server, false);
     for (int i = 0; i < server->worker_count; i++)
         worker_command(&server->workers[i], WORKER_COMMAND_DRAIN);
     loop->drain_deadline_us = clock_monotonic_us() + (uint64_t)timeout_ms * 1000u;
@@ -174,7 +173,9 @@ static int start_workers(server_t *server, const config_t *config)
         return -1;
     for (int i = 0; i < server->worker_count; i++) {
         int fd = open_listener(config->server.listen_host, config->server.listen_port);
-        if (fd < 0 || worker_init(&server->workers[i], server, i, fd) != 0) {
+        worker_setup_t setup = {.index = i, .worker_count = server->worker_count, .listen_fd = fd,
+                                .config = &server->config, .handle = frontend_handle};
+        if (fd < 0 || worker_init(&server->workers[i], &setup) != 0) {
             if (fd >= 0 && server->workers[i].bound == NULL)
                 close(fd);
             log_error("cannot start worker %d", i);
@@ -210,14 +211,14 @@ static void stop_workers(server_t *server)
 
 int server_run(const char *config_path, config_t *config)
 {
-    server_t server = {.config_path = (char *)config_path, .config = config};
-    pthread_mutex_init(&server.config_lock, NULL);
+    server_t server = {.config_path = (char *)config_path};
+    config_current_init(&server.config, config);
     signal(SIGPIPE, SIG_IGN);
     char error[512];
     apply_logging(config);
     if (access_log_open(config->logging.access_log, error, sizeof error) != 0) {
         log_error("%s", error);
-        config_unref(config);
+        config_current_destroy(&server.config);
         return 1;
     }
     server_loop_t loop = {.server = &server};
@@ -232,11 +233,11 @@ int server_run(const char *config_path, config_t *config)
     loop.drain_timer = loop.base ? event_new(loop.base, -1, EV_PERSIST, on_drain_tick, &loop) : NULL;
     int exit_code = 1;
     if (loop.drain_timer != NULL && start_workers(&server, config) == 0) {
-        atomic_store(&server.is_ready, true);
+        set_ready(&server, true);
         log_info("sluice %s listening on %s:%d with %d workers (%zu providers, %zu models, %zu keys)", SLUICE_VERSION,
                  config->server.listen_host, config->server.listen_port, server.worker_count,
                  config->provider_count, config->model_count, config->key_count);
-        health_checker_t *health = health_checker_start(loop.base, &server);
+        health_checker_t *health = health_checker_start(loop.base, &server.config);
         if (health == NULL)
             log_warn("health checks could not start");
         event_base_loop(loop.base, EVLOOP_NO_EXIT_ON_EMPTY);
@@ -251,8 +252,7 @@ int server_run(const char *config_path, config_t *config)
         event_free(loop.drain_timer);
     if (loop.base != NULL)
         event_base_free(loop.base);
-    config_unref(server.config);
-    pthread_mutex_destroy(&server.config_lock);
+    config_current_destroy(&server.config);
     pipeline_shutdown();
     log_info("sluice stopped");
     return exit_code;

@@ -5,12 +5,9 @@
 #include <event2/http.h>
 #include <stdlib.h>
 
-#include "sluice/frontend.h"
 #include "sluice/latency.h"
 #include "sluice/pipeline.h"
 #include "sluice/log.h"
-#include "sluice/metrics.h"
-#include "sluice/server.h"
 #include "sluice/upstream_pool.h"
 #include "sluice/util/crypto.h"
 
@@ -37,11 +34,13 @@ static void worker_on_command(evutil_socket_t fd, short what, void *argument)
     }
 }
 
-int worker_init(worker_t *worker, struct server *server, int index, int listen_fd)
+int worker_init(worker_t *worker, const worker_setup_t *setup)
 {
+    int index = setup->index;
     worker->index = index;
-    worker->server = server;
-    worker->listen_fd = listen_fd;
+    worker->worker_count = setup->worker_count;
+    worker->config = setup->config;
+    worker->listen_fd = setup->listen_fd;
     atomic_init(&worker->pending_command, WORKER_COMMAND_NONE);
     atomic_init(&worker->in_flight, 0);
     if (crypto_random(&worker->random_state, sizeof worker->random_state) != 0 || worker->random_state == 0)
@@ -60,12 +59,11 @@ int worker_init(worker_t *worker, struct server *server, int index, int listen_f
         return -1;
     worker->http = evhttp_new(worker->base);
     worker->pool = upstream_pool_new(worker->base);
-    worker->metrics = metrics_new();
     worker->latency = latency_table_new();
     worker->command_event = event_new(worker->base, -1, 0, worker_on_command, worker);
-    if (worker->http == NULL || worker->pool == NULL || worker->metrics == NULL || worker->latency == NULL || worker->command_event == NULL)
+    if (worker->http == NULL || worker->pool == NULL || worker->latency == NULL || worker->command_event == NULL)
         return -1;
-    config_t *config = server_config(server);
+    config_t *config = config_current_get(worker->config);
     if (pipeline_worker_init(worker, config) != 0) {
         config_unref(config);
         return -1;
@@ -80,8 +78,8 @@ int worker_init(worker_t *worker, struct server *server, int index, int listen_f
     evhttp_set_timeout(worker->http, WORKER_CLIENT_TIMEOUT_S);
     evhttp_set_allowed_methods(worker->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
                                                  EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-    evhttp_set_gencb(worker->http, frontend_handle, worker);
-    worker->bound = evhttp_accept_socket_with_handle(worker->http, listen_fd);
+    evhttp_set_gencb(worker->http, setup->handle, worker);
+    worker->bound = evhttp_accept_socket_with_handle(worker->http, worker->listen_fd);
     return worker->bound ? 0 : -1;
 }
 
@@ -112,7 +110,6 @@ void worker_free(worker_t *worker)
         pipeline_worker_free(worker);
     worker->has_stage_state = false;
     upstream_pool_free(worker->pool);
-    metrics_free(worker->metrics);
     latency_table_free(worker->latency);
     if (worker->command_event != NULL)
         event_free(worker->command_event);
@@ -122,7 +119,7 @@ void worker_free(worker_t *worker)
         free(worker->spare_requests[--worker->spare_request_count]);
 }
 
-config_t *worker_config(worker_t *worker) { return server_config(worker->server); }
+config_t *worker_config(worker_t *worker) { return config_current_get(worker->config); }
 
 uint64_t worker_random(worker_t *worker)
 {

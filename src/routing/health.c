@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "sluice/breaker.h"
-#include "sluice/server.h"
 #include "sluice/upstream_pool.h"
 #include "sluice/util/clock.h"
 
@@ -24,7 +23,7 @@ typedef struct health_probe {
 } health_probe_t;
 
 struct health_checker {
-    struct server *server;
+    config_current_t *config; /* the server's current snapshot */
     upstream_pool_t *pool;
     struct event *tick;
     health_probe_t probes[HEALTH_MAX_PROVIDERS];
@@ -124,7 +123,7 @@ static void on_tick(evutil_socket_t fd, short what, void *argument)
     (void)fd;
     (void)what;
     health_checker_t *checker = argument;
-    config_t *config = server_config(checker->server);
+    config_t *config = config_current_get(checker->config);
     uint64_t now = clock_monotonic_us() / 1000u;
     for (size_t i = 0; i < config->provider_count; i++) {
         const provider_config_t *provider = &config->providers[i];
@@ -139,12 +138,12 @@ static void on_tick(evutil_socket_t fd, short what, void *argument)
     config_unref(config);
 }
 
-health_checker_t *health_checker_start(struct event_base *base, struct server *server)
+health_checker_t *health_checker_start(struct event_base *base, config_current_t *config)
 {
     health_checker_t *checker = calloc(1, sizeof *checker);
     if (checker == NULL)
         return NULL;
-    checker->server = server;
+    checker->config = config;
     checker->pool = upstream_pool_new(base);
     checker->tick = event_new(base, -1, EV_PERSIST, on_tick, checker);
     struct timeval interval = {.tv_sec = 0, .tv_usec = HEALTH_TICK_MS * 1000};

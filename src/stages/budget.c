@@ -881,10 +881,10 @@ static void budget_on_reconfigure(const config_t *old_config, const config_t *ne
 const stage_t stage_budget = {
     .name = "budget",
     .slot = STAGE_SLOT_BUDGET,
-    .reconfigure = budget_on_reconfigure,
-    .shutdown = budget_reset,
+    .on_reconfigure = budget_on_reconfigure,
+    .on_shutdown = budget_reset,
     .on_request = budget_on_request,
     .on_complete = budget_on_complete,
-    .log_fields = budget_log_fields,
-    .metrics_render = budget_metrics_render,
+    .on_log = budget_log_fields,
+    .on_metrics = budget_metrics_render,
 };

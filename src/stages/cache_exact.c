@@ -34,11 +34,11 @@ static stage_result_t cache_exact_on_request(request_t *request)
 const stage_t stage_cache_exact = {
     .name = "cache_exact",
     .slot = STAGE_SLOT_CACHE,
-    .worker_init = cache_worker_init,
-    .worker_free = cache_worker_free,
+    .on_worker_init = cache_worker_init,
+    .on_worker_free = cache_worker_free,
     .on_request = cache_exact_on_request,
     .on_response_data = cache_capture,
     .on_complete = cache_finish,
-    .log_fields = cache_log_fields,
-    .metrics_render = cache_metrics_render,
+    .on_log = cache_log_fields,
+    .on_metrics = cache_metrics_render,
 };

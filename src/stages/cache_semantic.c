@@ -111,5 +111,5 @@ const stage_t stage_cache_semantic = {
     .name = "cache_semantic",
     .slot = STAGE_SLOT_CACHE,
     .on_request = cache_semantic_on_request,
-    .cancel = cache_semantic_cancel,
+    .on_cancel = cache_semantic_cancel,
 };

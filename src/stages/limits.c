@@ -507,11 +507,11 @@ static void limits_metrics_render(buf_t *out) { (void)limits_redis_metrics_rende
 const stage_t stage_limits = {
     .name = "limits",
     .slot = STAGE_SLOT_LIMITS,
-    .reconfigure = limits_on_reconfigure,
-    .shutdown = limits_reset,
-    .worker_init = limits_worker_init,
-    .worker_free = limits_worker_free,
+    .on_reconfigure = limits_on_reconfigure,
+    .on_shutdown = limits_reset,
+    .on_worker_init = limits_worker_init,
+    .on_worker_free = limits_worker_free,
     .on_request = limits_on_request,
     .on_complete = limits_on_complete,
-    .metrics_render = limits_metrics_render,
+    .on_metrics = limits_metrics_render,
 };

@@ -13,7 +13,6 @@
 #include <string.h>
 
 #include "sluice/pipeline.h"
-#include "sluice/server.h"
 #include "sluice/util/clock.h"
 #include "sluice/worker.h"
 
@@ -42,13 +41,20 @@ typedef struct series {
     histogram_t ttfb;
 } series_t;
 
-/* Owner: worker_t.metrics. */
+/* Owner: worker_t.stage_state[STAGE_SLOT_METRICS] (one shard per worker),
+ * or the renderer's stack (the merged total). */
 struct metrics {
     pthread_mutex_t lock;
     series_t *series;
     size_t count;
     size_t capacity;
+    const worker_t *worker;  /* whose in-flight count the page shows; NULL for a total */
+    struct metrics *next;    /* in the list of shards */
 };
+
+/* Every worker's shard, for the renderer: workers register theirs at start. */
+static pthread_mutex_t shards_lock = PTHREAD_MUTEX_INITIALIZER;
+static metrics_t *shards;
 
 metrics_t *metrics_new(void)
 {
@@ -124,7 +130,7 @@ static void histogram_merge(histogram_t *into, const histogram_t *from)
 
 static void metrics_on_complete(request_t *request)
 {
-    metrics_t *metrics = request->worker->metrics;
+    metrics_t *metrics = request->worker->stage_state[STAGE_SLOT_METRICS];
     if (metrics == NULL)
         return;
     uint64_t now = clock_monotonic_us();
@@ -147,7 +153,47 @@ static void metrics_on_complete(request_t *request)
     pthread_mutex_unlock(&metrics->lock);
 }
 
-const stage_t stage_metrics = {.name = "metrics", .on_request = NULL, .on_complete = metrics_on_complete};
+/* Each worker counts into its own shard (no lock shared between workers on the
+ * hot path); the shard joins the list the renderer merges. */
+static int metrics_worker_init(worker_t *worker, const config_t *config)
+{
+    (void)config;
+    metrics_t *metrics = metrics_new();
+    if (metrics == NULL)
+        return -1;
+    metrics->worker = worker;
+    pthread_mutex_lock(&shards_lock);
+    metrics->next = shards;
+    shards = metrics;
+    pthread_mutex_unlock(&shards_lock);
+    worker->stage_state[STAGE_SLOT_METRICS] = metrics;
+    return 0;
+}
+
+static void metrics_worker_free(worker_t *worker)
+{
+    metrics_t *metrics = worker->stage_state[STAGE_SLOT_METRICS];
+    if (metrics == NULL)
+        return;
+    pthread_mutex_lock(&shards_lock);
+    for (metrics_t **link = &shards; *link != NULL; link = &(*link)->next) {
+        if (*link == metrics) {
+            *link = metrics->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&shards_lock);
+    metrics_free(metrics);
+    worker->stage_state[STAGE_SLOT_METRICS] = NULL;
+}
+
+const stage_t stage_metrics = {
+    .name = "metrics",
+    .slot = STAGE_SLOT_METRICS,
+    .on_worker_init = metrics_worker_init,
+    .on_worker_free = metrics_worker_free,
+    .on_complete = metrics_on_complete,
+};
 
 /* ---- rendering ---------------------------------------------------------- */
 
@@ -189,12 +235,12 @@ static void render_counter(buf_t *out, const char *name, const series_t *series,
     buf_printf(out, " %.10g\n", value);
 }
 
-static int merge_workers(server_t *server, metrics_t *total)
+/* Sums the shards into total; returns the requests in flight. Called with shards_lock held. */
+static long merge_workers(metrics_t *total)
 {
-    for (int w = 0; w < server->worker_count; w++) {
-        metrics_t *metrics = server->workers[w].metrics;
-        if (metrics == NULL)
-            continue;
+    long in_flight = 0;
+    for (metrics_t *metrics = shards; metrics != NULL; metrics = metrics->next) {
+        in_flight += atomic_load(&metrics->worker->in_flight);
         pthread_mutex_lock(&metrics->lock);
         for (size_t i = 0; i < metrics->count; i++) {
             const series_t *from = &metrics->series[i];
@@ -210,18 +256,17 @@ static int merge_workers(server_t *server, metrics_t *total)
         }
         pthread_mutex_unlock(&metrics->lock);
     }
-    return 0;
+    return in_flight;
 }
 
-int metrics_render(struct server *server, buf_t *out)
+int metrics_render(buf_t *out)
 {
     metrics_t *total = metrics_new();
     if (total == NULL)
         return -1;
-    merge_workers(server, total);
-    long in_flight = 0;
-    for (int w = 0; w < server->worker_count; w++)
-        in_flight += atomic_load(&server->workers[w].in_flight);
+    pthread_mutex_lock(&shards_lock);
+    long in_flight = merge_workers(total);
+    pthread_mutex_unlock(&shards_lock);
     buf_printf(out, "# HELP sluice_requests_in_flight Requests being processed.\n"
                     "# TYPE sluice_requests_in_flight gauge\nsluice_requests_in_flight %ld\n",
                in_flight);

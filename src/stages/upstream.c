@@ -24,7 +24,6 @@
 #include "sluice/pipeline.h"
 #include "sluice/provider.h"
 #include "sluice/router.h"
-#include "sluice/server.h"
 #include "sluice/upstream_pool.h"
 #include "sluice/util/clock.h"
 #include "sluice/worker.h"
@@ -597,7 +596,7 @@ static stage_result_t start_transfer(request_t *request)
     }
     configure_easy(transfer);
     const provider_config_t *provider = request->provider;
-    int workers = request->worker->server->worker_count;
+    int workers = request->worker->worker_count;
     int limit = (provider->max_connections + workers - 1) / workers; /* the provider's share on this worker */
     if (upstream_pool_add(transfer->pool, transfer->easy, provider->name, limit, transfer_done, transfer) != 0) {
         transfer_free(transfer);
@@ -713,5 +712,5 @@ const stage_t stage_upstream = {
     .name = "upstream",
     .slot = STAGE_SLOT_UPSTREAM,
     .on_request = upstream_on_request,
-    .cancel = upstream_cancel,
+    .on_cancel = upstream_cancel,
 };
