@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #include "sluice/config.h"
-#include "sluice/limits.h"
+#include "sluice/limits_window.h"
 
 struct worker;
 struct redisReply;

@@ -7,8 +7,6 @@
 
 #include <stddef.h>
 
-#include "sluice/worker.h"
-
 static const stage_t *const stages[] = {
     &stage_access_log, /* completion only: runs last, sees the final outcome */
     &stage_metrics,    /* completion only: counters and latency histograms */
@@ -25,8 +23,6 @@ static const stage_t *const stages[] = {
 enum { STAGE_COUNT = sizeof stages / sizeof stages[0] };
 /* The front end's own replies (404, 405, CORS) are seen by the logger alone. */
 enum { STAGES_LOGGING_ONLY = 1 };
-
-_Static_assert((int)STAGE_SLOT_COUNT <= (int)WORKER_STAGE_SLOTS, "worker_t.stage_state is too small");
 
 /* ---- process and worker lifecycle ---------------------------------------- */
 

@@ -11,6 +11,8 @@
 #include "sluice/upstream_pool.h"
 #include "sluice/util/crypto.h"
 
+_Static_assert((int)STAGE_SLOT_COUNT <= (int)WORKER_STAGE_SLOTS, "worker_t.stage_state is too small");
+
 enum {
     WORKER_MAX_HEADER_BYTES = 64 << 10,
     /* Client connections idle (or stalled mid-request) longer than this are closed. */

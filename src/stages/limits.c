@@ -33,87 +33,13 @@
 #include <string.h>
 
 #include "sluice/limits_redis.h"
+#include "sluice/limits_window.h"
 #include "sluice/log.h"
 #include "sluice/pipeline.h"
 #include "sluice/util/clock.h"
 #include "sluice/util/strtable.h"
 #include "sluice/worker.h"
 #include "sluice/provider_util.h"
-
-/* ---- the sliding window ------------------------------------------------- */
-
-void limits_window_advance(limits_window_t *window, uint64_t now_ms, uint64_t bucket_ms)
-{
-    uint64_t now_bucket = now_ms / bucket_ms;
-    if (now_bucket <= window->head)
-        return;
-    if (now_bucket - window->head >= LIMITS_BUCKETS) {
-        memset(window->counts, 0, sizeof window->counts);
-        window->total = 0;
-    } else {
-        for (uint64_t bucket = window->head + 1; bucket <= now_bucket; bucket++) {
-            window->total -= window->counts[bucket % LIMITS_BUCKETS];
-            window->counts[bucket % LIMITS_BUCKETS] = 0;
-        }
-    }
-    window->head = now_bucket;
-}
-
-void limits_window_add(limits_window_t *window, uint64_t now_ms, uint64_t bucket_ms, int64_t amount)
-{
-    limits_window_advance(window, now_ms, bucket_ms);
-    window->counts[window->head % LIMITS_BUCKETS] += amount;
-    window->total += amount;
-}
-
-/* Adds amount to an earlier bucket, if that bucket is still in the window. */
-static void window_add_at(limits_window_t *window, uint64_t bucket, int64_t amount)
-{
-    if (bucket > window->head || bucket + LIMITS_BUCKETS <= window->head)
-        return;
-    window->counts[bucket % LIMITS_BUCKETS] += amount;
-    window->total += amount;
-}
-
-int64_t limits_window_total(limits_window_t *window, uint64_t now_ms, uint64_t bucket_ms)
-{
-    limits_window_advance(window, now_ms, bucket_ms);
-    return window->total;
-}
-
-/* Bucket b counts until the window's head reaches b + LIMITS_BUCKETS. */
-static uint64_t bucket_leaves_at_ms(uint64_t bucket, uint64_t bucket_ms)
-{
-    return (bucket + LIMITS_BUCKETS) * bucket_ms;
-}
-
-uint64_t limits_window_wait_ms(limits_window_t *window, uint64_t now_ms, uint64_t bucket_ms, int64_t limit)
-{
-    limits_window_advance(window, now_ms, bucket_ms);
-    if (window->total < limit)
-        return 0;
-    int64_t left = window->total;
-    for (uint64_t age = LIMITS_BUCKETS; age-- > 0;) { /* oldest bucket first */
-        if (age > window->head)
-            continue;
-        uint64_t bucket = window->head - age;
-        left -= window->counts[bucket % LIMITS_BUCKETS];
-        if (left < limit)
-            return bucket_leaves_at_ms(bucket, bucket_ms) - now_ms;
-    }
-    return bucket_leaves_at_ms(window->head, bucket_ms) - now_ms;
-}
-
-uint64_t limits_window_reset_ms(limits_window_t *window, uint64_t now_ms, uint64_t bucket_ms)
-{
-    limits_window_advance(window, now_ms, bucket_ms);
-    for (uint64_t age = 0; age < LIMITS_BUCKETS && age <= window->head; age++) {
-        uint64_t bucket = window->head - age;
-        if (window->counts[bucket % LIMITS_BUCKETS] > 0)
-            return bucket_leaves_at_ms(bucket, bucket_ms) - now_ms;
-    }
-    return 0;
-}
 
 void limits_format_duration(uint64_t ms, char *out, size_t size)
 {
@@ -271,7 +197,7 @@ void limits_record(const key_config_t *key, long window_seconds, uint64_t now_ms
         pthread_mutex_lock(&entry->lock);
         if (entry->epoch == ticket->epoch && entry->bucket_ms == bucket_ms) {
             limits_window_advance(&entry->tokens, now_ms, bucket_ms);
-            window_add_at(&entry->tokens, ticket->bucket, -ticket->reserved_tokens);
+            limits_window_add_at(&entry->tokens, ticket->bucket, -ticket->reserved_tokens);
             if (actual_tokens > 0)
                 limits_window_add(&entry->tokens, now_ms, bucket_ms, actual_tokens);
         }
